@@ -1,0 +1,5 @@
+"""Errors that describe a user's mistake (bad input, bad file): shown as one clear line, never a traceback."""
+
+
+class UserError(Exception):
+    """Bad input from the user; the message says what is wrong and, where possible, what to do."""

@@ -1,0 +1,52 @@
+"""`rodinhd` entry point: parse → dispatch to the verb's `run(args)`; user mistakes become one line + exit 2."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+from engine.errors import UserError
+from engine.config import ConfigError
+
+# Verb modules, each exposing register(subparsers). Imported lazily inside main() so `--help` stays fast.
+VERB_MODULES = ["training.cli.synth_cmd", "training.cli.data_cmd", "training.cli.demo_cmd"]
+
+
+def package_version() -> str:
+    try:
+        return version("rodinhd-studio")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="rodinhd",
+        description="RodinHD Studio: synthetic avatar data, triplane fitting, diffusion training and generation.",
+    )
+    parser.add_argument("--version", action="version", version=f"rodinhd {package_version()}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in VERB_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing downloads at run time
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (UserError, ConfigError) as exc:
+        print(f"rodinhd {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"rodinhd {args.command}: cancelled", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
