@@ -91,7 +91,7 @@ vec3 paint_mouth(vec3 c, vec3 d) {
 vec3 skin_albedo(vec3 d) {
     vec3 c = u_skin * (0.96 + 0.06 * noise(v_pos * 90.0));
     float cheek = exp(-pow((abs(d.x) - 0.45) / 0.14, 2.0) - pow((d.y + 0.12) / 0.12, 2.0)) * step(0.0, d.z);
-    c = mix(c, c * vec3(1.05, 0.88, 0.88), 0.5 * cheek);
+    c = mix(c, c * vec3(1.04, 0.92, 0.92), 0.3 * cheek);
     // nostrils under the nose tip
     float nos = exp(-pow((abs(d.x) - 0.05) / 0.022, 2.0) - pow((d.y + 0.19) / 0.014, 2.0)) * step(0.3, d.z);
     c *= 1.0 - 0.65 * nos;
@@ -114,6 +114,10 @@ vec3 skin_albedo(vec3 d) {
 
 // ---- eyes: aux = local direction, +Z looks forward ----
 vec3 eye_albedo(vec3 d) {
+    if (u_lid < -0.5) {  // closed: the lid covers the eyeball, lashes along a line just below the middle
+        bool lashes = abs(d.y + 0.12) < 0.05 && d.z > 0.2;
+        return lashes ? vec3(0.05, 0.04, 0.04) : u_skin * 0.93;
+    }
     float r = length(d.xy);
     vec3 c = vec3(0.94, 0.92, 0.90);
     if (d.z > 0.0 && r < 0.48) {

@@ -8,9 +8,9 @@ from training.synth.attributes import AvatarAttributes
 _NOUN = {"feminine": "woman", "masculine": "man", "neutral": "person"}
 _EXPRESSION = {"neutral": "", "smile": "smiling ", "open_mouth": "surprised ", "closed_eyes": ""}
 _HAIR = {
-    "buzz": "a {c} buzz cut", "short": "short {c} hair", "side_part": "side-parted {c} hair",
-    "long_straight": "long straight {c} hair", "bob": "a {c} bob", "bun": "{c} hair in a bun",
-    "ponytail": "a {c} ponytail", "curly": "curly {c} hair", "afro": "a {c} afro",
+    "buzz": "{a} buzz cut", "short": "short {c} hair", "side_part": "side-parted {c} hair",
+    "long_straight": "long straight {c} hair", "bob": "{a} bob", "bun": "{c} hair in a bun",
+    "ponytail": "{a} ponytail", "curly": "curly {c} hair", "afro": "{a} afro",
 }
 _FACIAL = {"stubble": "stubble", "moustache": "a moustache", "full_beard": "a full beard"}
 _CUT = {"tshirt": "t-shirt", "vneck": "v-neck top", "shirt": "collared shirt", "hoodie": "hoodie",
@@ -18,25 +18,29 @@ _CUT = {"tshirt": "t-shirt", "vneck": "v-neck top", "shirt": "collared shirt", "
 _PATTERN = {"solid": "", "stripes": "striped ", "checks": "checked ", "dots": "polka-dot ", "knit": "knitted ",
             "logo": ""}
 _GLASSES = {"round": "round glasses", "rectangular": "rectangular glasses", "sunglasses": "sunglasses"}
-_HATS = {"beanie": "a {c} beanie", "cap": "a {c} cap"}
+_HATS = {"beanie": "beanie", "cap": "cap"}
+
+
+def with_article(phrase: str) -> str:
+    return ("an " if phrase[:1].lower() in "aeiou" else "a ") + phrase
 
 
 def describe(a: AvatarAttributes) -> str:
     face, hair, cloth, acc = a.face, a.hair, a.clothing, a.accessories
-    subject = f"a {_EXPRESSION[face.expression]}{_NOUN[a.presentation]}"
+    subject = with_article(f"{_EXPRESSION[face.expression]}{_NOUN[a.presentation]}")
     features = []
     if hair.style == "bald":
         features.append("a bald head")
     else:
-        features.append(_HAIR[hair.style].format(c=hair.colour))
+        features.append(_HAIR[hair.style].format(c=hair.colour, a=with_article(hair.colour)))
     if hair.facial in _FACIAL:
         features.append(_FACIAL[hair.facial])
     if acc.glasses in _GLASSES:
         features.append(_GLASSES[acc.glasses])
     if acc.hat in _HATS:
-        features.append(_HATS[acc.hat].format(c=acc.hat_colour))
+        features.append(with_article(f"{acc.hat_colour} {_HATS[acc.hat]}"))
     if acc.earrings != "none":
-        features.append(f"{acc.earrings_metal} {acc.earrings}")
+        features.append(f"{acc.earrings_metal} {'stud' if acc.earrings == 'studs' else 'hoop'} earrings")
     sentence = f"{subject} with {palettes.skin_name(face.skin_tone)} skin, {face.eye_colour} eyes"
     sentence += "".join(f", {f}" for f in features[:-1]) + f" and {features[-1]}" if features else ""
     if face.expression == "closed_eyes":
@@ -46,5 +50,5 @@ def describe(a: AvatarAttributes) -> str:
         garment += f" with a {cloth.colour2} {cloth.logo} logo"
     pattern = _PATTERN[cloth.pattern]
     two_tone = f" and {cloth.colour2}" if cloth.pattern in ("stripes", "checks", "dots") else ""
-    sentence += f", wearing a {cloth.colour}{two_tone} {pattern}{garment}"
+    sentence += ", wearing " + with_article(f"{cloth.colour}{two_tone} {pattern}{garment}")
     return sentence

@@ -27,14 +27,18 @@ def create_context():
 class SceneRenderer:
     """Uploads one scene and renders it from any camera. Reuse one instance per process (context creation is slow)."""
 
-    def __init__(self, resolution: int, supersample: int = 2, ctx=None) -> None:
+    def __init__(self, resolution: int, supersample: int = 2, msaa: int = 0, ctx=None) -> None:
         self.ctx = ctx or create_context()
         self.resolution = resolution
         self.supersample = supersample
         self.program = self.ctx.program(vertex_shader=shader_source("synth_avatar.vert"),
                                         fragment_shader=shader_source("synth_avatar.frag"))
         size = (resolution * supersample, resolution * supersample)
-        self.fbo = self.ctx.framebuffer(self.ctx.renderbuffer(size, 4), self.ctx.depth_renderbuffer(size))
+        samples = min(msaa, self.ctx.max_samples)
+        self.fbo = self.ctx.framebuffer(self.ctx.renderbuffer(size, 4, samples=samples),
+                                        self.ctx.depth_renderbuffer(size, samples=samples))
+        # MSAA targets cannot be read directly: resolve into a plain one first (kept for the benchmark baseline)
+        self.readable = self.ctx.framebuffer(self.ctx.renderbuffer(size, 4)) if samples else self.fbo
         self._draws: list = []
 
     def load(self, scene: Scene) -> None:
@@ -73,11 +77,15 @@ class SceneRenderer:
                 self._set(name, value)
             vao.render(moderngl.TRIANGLES)
         k, size = self.supersample, self.resolution * self.supersample
-        raw = np.frombuffer(self.fbo.read(components=4, alignment=1), dtype=np.uint8).reshape(size, size, 4)
+        if self.readable is not self.fbo:
+            self.ctx.copy_framebuffer(self.readable, self.fbo)
+        raw = np.frombuffer(self.readable.read(components=4, alignment=1), dtype=np.uint8).reshape(size, size, 4)
         return downsample_straight_alpha(raw[::-1], k)
 
     def release(self) -> None:
         self.release_scene()
+        if self.readable is not self.fbo:
+            self.readable.release()
         self.fbo.release(), self.program.release()
 
 

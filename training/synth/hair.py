@@ -58,10 +58,10 @@ STYLES = {
     "bob": Growth(length=0.33, gravity=0.8, comb=0.5, lift=0.4, stiffness=0.7, margin=0.016),
     "bun": Growth(length=0.20, gravity=0.05, comb=1.0, lift=0.2, margin=0.008),
     "ponytail": Growth(length=0.30, gravity=0.05, comb=1.2, lift=0.2, margin=0.008),
-    "curly": Growth(length=0.22, gravity=0.35, comb=0.3, outward=0.45, lift=0.9, curl_radius=0.018,
-                    curl_period=0.05, margin=0.02),
-    "afro": Growth(length=0.19, gravity=0.0, comb=0.0, outward=1.0, lift=1.0, stiffness=0.6, curl_radius=0.02,
-                   curl_period=0.035, margin=0.02),
+    "curly": Growth(length=0.22, gravity=0.35, comb=0.3, outward=0.45, lift=0.9, curl_radius=0.016,
+                    curl_period=0.07, margin=0.02),
+    "afro": Growth(length=0.19, gravity=0.0, comb=0.0, outward=1.0, lift=1.0, stiffness=0.6, curl_radius=0.016,
+                   curl_period=0.06, margin=0.02),
 }
 BUN_CENTRE = HEAD_CENTRE + np.array([0.0, 0.20, -0.25])
 TIE_POINT = HEAD_CENTRE + np.array([0.0, 0.04, -0.30])
@@ -114,8 +114,8 @@ def grow(style: str, g: Growth, roots, normals, head: HeadShape, torso: Torso, h
         p = new_p
         path.append(p)
     paths = np.stack(path, 1)
-    if g.curl_radius > 0:
-        paths = add_curls(paths, g, rng)
+    if g.curl_radius > 0:  # resample first: a helix needs several points per turn
+        paths = add_curls(_densify(paths, max(1, round(seg.mean() / (g.curl_period / 4)))), g, rng)
     if style == "bob":  # ends tuck in towards the neck
         t = np.linspace(0.0, 1.0, points)[None, :, None] ** 3
         towards_axis = np.concatenate([-paths[..., :1], np.zeros_like(paths[..., 1:2]), -paths[..., 2:3] - 0.03], -1)
@@ -168,11 +168,9 @@ def scalp_hair(hair: Hair, head: HeadShape, torso: Torso, rng) -> Mesh | None:
     if hair.style not in STYLES and hair.style not in ("bun", "ponytail"):
         return None  # bald, buzz: painted on the scalp by the shader
     g = STYLES[hair.style]
-    count = int(hair.strand_count * (1.4 if hair.style == "afro" else 1.0))
+    count = int(hair.strand_count * (0.8 if hair.style == "afro" else 1.0))
     roots, normals = scalp_roots(head, count, rng)
     paths = grow(hair.style, g, roots, normals, head, torso, hair, rng)
-    if g.curl_radius > 0:
-        paths = _densify(paths, 2)
     parts = [(paths, strand_colours(hair.rgb, len(paths), rng))]
     if hair.style == "bun":
         parts.append(_bun(hair, rng))

@@ -13,7 +13,7 @@ import numpy as np
 from training.synth.attributes import Face
 from training.synth.mesh import Mesh, ellipsoid, merge, radial_surface, rotation_y, tubes
 
-HEAD_CENTRE = np.array([0.0, 0.30, 0.0])
+HEAD_CENTRE = np.array([0.0, 0.26, 0.0])
 BASE_RADII = np.array([0.235, 0.305, 0.265])
 EYE_FY = 0.10
 BROW_FY = 0.27
@@ -55,9 +55,9 @@ class HeadShape:
         nose = 0.030 * f.nose_bridge * np.exp(-(fx / (0.055 * f.nose_width)) ** 2) * bridge_window
         nose += 0.052 * f.nose_length * _gauss(fx, fy - NOSE_TIP_FY, 0.07 * f.nose_width, 0.065)
         nose += 0.018 * f.nose_width * _gauss(ax - 0.075 * f.nose_width, fy - NOSE_TIP_FY + 0.025, 0.045, 0.04)
-        sockets = -0.020 * _gauss(ax - EYE_FX * f.eye_spacing, fy - EYE_FY, 0.12, 0.085)
+        sockets = -0.012 * _gauss(ax - EYE_FX * f.eye_spacing, fy - EYE_FY, 0.12, 0.085)
         brow = 0.014 * _gauss(ax - 0.3, fy - BROW_FY + 0.03, 0.22, 0.05)
-        cheeks = (0.010 + 0.012 * f.cheeks + 0.010 * self.expression_smile) * _gauss(ax - 0.45, fy + 0.12, 0.16, 0.14)
+        cheeks = (0.006 + 0.008 * f.cheeks + 0.006 * self.expression_smile) * _gauss(ax - 0.45, fy + 0.12, 0.16, 0.14)
         lips = 0.016 * f.lip_fullness * _gauss(fx, fy - MOUTH_FY, 0.22 * f.mouth_width, 0.07)
         chin = 0.022 * (0.5 + f.chin) * _gauss(fx, fy + 0.78, 0.22, 0.12)
         return front * (nose + sockets + brow + cheeks + lips + chin)
@@ -109,7 +109,7 @@ def ear_meshes(shape: HeadShape) -> Mesh:
 
 
 def neck_mesh(masculine: float) -> Mesh:
-    radius = 0.100 + 0.015 * masculine
+    radius = 0.108 + 0.015 * masculine
     t = np.linspace(0.0, 1.0, 8)
     path = np.stack([np.zeros_like(t), -0.22 + t * (HEAD_CENTRE[1] - 0.05 + 0.22), -0.03 + 0.0 * t], -1)[None]
     neck = tubes(path, radius, sides=28)

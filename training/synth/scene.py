@@ -71,7 +71,7 @@ def build_scene(a: AvatarAttributes) -> Scene:
         Part("torso", torso.mesh(), CLOTH, _cloth_uniforms(a)),
         Part("brows", brows(a.face, a.hair, head, torso, rng), HAIR),
     ]
-    neck_radius = 0.100 + 0.015 * masculine
+    neck_radius = 0.108 + 0.015 * masculine
     for i, (_, mesh) in enumerate(cut_meshes(a.clothing, neck_radius)):
         parts.append(Part(f"{a.clothing.cut}_{i}", mesh, CLOTH, _cloth_uniforms(a)))
     for name, mesh in (("hair", scalp_hair(a.hair, head, torso, rng)),

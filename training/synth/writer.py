@@ -15,7 +15,8 @@ from PIL import Image
 from engine.errors import UserError
 from engine.io import atomic_write_json, atomic_write_text
 from training.data.format import (
-    ATTRIBUTES_FILE, CAPTION_FILE, INDEX_FILE, PORTRAIT_FILE, TEMP_PREFIX, TEST_TRANSFORMS, TRAIN_TRANSFORMS,
+    ATTRIBUTES_FILE, CAPTION_FILE, INDEX_FILE, PORTRAIT_FILE, TEMP_PREFIX, TEST_DIR, TEST_TRANSFORMS, TRAIN_DIR,
+    TRAIN_TRANSFORMS,
     ViewSet, write_index, write_transforms,
 )
 from training.synth.attributes import sample_attributes
@@ -61,15 +62,15 @@ def write_avatar(renderer, config: SynthConfig, index: int, out: Path) -> int:
     tmp = out / f"{TEMP_PREFIX}{avatar_id(index)}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        (tmp / "images").mkdir(parents=True)
-        (tmp / "test").mkdir()
+        (tmp / TRAIN_DIR).mkdir(parents=True)
         renderer.load(build_scene(attributes))
         train, test = view_set(config, "train"), view_set(config, "test")
-        portrait = _render_split(renderer, train, tmp)
-        _render_split(renderer, test, tmp)
-        (tmp / PORTRAIT_FILE).write_bytes(portrait)
+        (tmp / PORTRAIT_FILE).write_bytes(_render_split(renderer, train, tmp))
         write_transforms(tmp / TRAIN_TRANSFORMS, train)
-        write_transforms(tmp / TEST_TRANSFORMS, test)
+        if test.frames:  # no held-out split at all when --test-views 0
+            (tmp / TEST_DIR).mkdir()
+            _render_split(renderer, test, tmp)
+            write_transforms(tmp / TEST_TRANSFORMS, test)
         caption = describe(attributes)
         atomic_write_json(tmp / ATTRIBUTES_FILE, {"id": avatar_id(index), "index": index, "caption": caption,
                                                   **attributes.to_dict()})
