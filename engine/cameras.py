@@ -21,8 +21,9 @@ def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0,
     back = eye - target
     back /= np.linalg.norm(back)
     right = np.cross(up, back)
-    if np.linalg.norm(right) < 1e-8:  # looking straight along `up`: pick any perpendicular
-        right = np.cross(np.array([0.0, 0.0, 1.0]), back)
+    if np.linalg.norm(right) < 1e-8:  # looking straight along `up`: any axis not parallel to it will do
+        helper = np.eye(3)[int(np.argmin(np.abs(back)))]
+        right = np.cross(helper, back)
     right /= np.linalg.norm(right)
     true_up = np.cross(back, right)
     c2w = np.eye(4)
@@ -51,7 +52,7 @@ def orbit_views(spec: OrbitSpec, count: int, phase: float = 0.0) -> list[tuple[f
     """`count` (azimuth, elevation) pairs covering the sphere section evenly (a Fibonacci spiral).
 
     View 0 is always the frontal view (azimuth 0, elevation 0) when `phase` is 0. A non-zero `phase` (0..1)
-    shifts the spiral, giving a disjoint set for held-out test views.
+    turns the spiral in azimuth, giving a disjoint set for held-out test views.
     """
     s_lo = math.sin(math.radians(spec.elevation_min))
     s_hi = math.sin(math.radians(spec.elevation_max))
@@ -60,8 +61,8 @@ def orbit_views(spec: OrbitSpec, count: int, phase: float = 0.0) -> list[tuple[f
         if i == 0 and phase == 0.0:
             views.append((0.0, 0.0))
             continue
-        frac = (i + 0.5 + phase) / count
-        elev = math.degrees(math.asin(s_lo + (s_hi - s_lo) * (frac % 1.0)))  # equal-area in elevation
+        frac = (i + 0.5) / count
+        elev = math.degrees(math.asin(s_lo + (s_hi - s_lo) * frac))  # equal-area in elevation
         azim = math.degrees((i + phase * 7.3) * GOLDEN_ANGLE) % 360.0
         views.append((azim, elev))
     return views

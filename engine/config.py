@@ -79,8 +79,13 @@ def _to_jsonable(value: Any) -> Any:
     return value
 
 
+_SCALARS = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}
+
+
 def _from_jsonable(hint: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
+    if hint in _SCALARS and (not isinstance(value, _SCALARS[hint]) or (hint is not bool and isinstance(value, bool))):
+        raise ConfigError(f"{where}: expected {hint.__name__}, got {value!r}")
     if dataclasses.is_dataclass(hint) and isinstance(value, dict):
         return hint.from_dict(value) if hasattr(hint, "from_dict") else hint(**value)
     if origin is tuple and isinstance(value, list):

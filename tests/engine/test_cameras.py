@@ -38,6 +38,13 @@ def test_look_at_is_rigid_and_looks_down_minus_z_at_the_target(eye, target):
     np.testing.assert_allclose(cam[:3], [0.0, 0.0, -np.linalg.norm(target - eye)], atol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_look_at_along_a_custom_up_axis_stays_finite():
+    c2w = look_at(np.array([0.0, 0.0, 4.0]), np.zeros(3), up=np.array([0.0, 0.0, 1.0]))  # Blender-style top view
+    assert is_rigid(c2w)
+    np.testing.assert_allclose(-c2w[:3, 2], [0.0, 0.0, -1.0], atol=1e-12)
+
+
 @pytest.mark.parametrize("eye", [(0.0, 0.0, 3.0), (2.0, 1.0, 2.0), (-1.0, -0.8, -2.5), (3.0, 2.5, 0.0)])
 def test_look_at_keeps_world_up_up_and_right_horizontal(eye):
     c2w = look_at(np.array(eye), np.zeros(3))

@@ -104,6 +104,12 @@ def test_invalid_values_raise_config_error_naming_the_field(change, field):
         assert re.search(field, str(info.value)), str(info.value)
 
 
+@pytest.mark.parametrize("change", [{"resolution": "64"}, {"count": None}])
+def test_wrong_types_are_config_errors(change):
+    with pytest.raises(ConfigError):
+        SynthConfig.from_dict(change)
+
+
 def test_boundary_values_are_accepted():
     for change in ({"count": 1}, {"views": 1}, {"test_views": 0}, {"resolution": 32}, {"resolution": 1024},
                    {"workers": 1}, {"supersample": 1}, {"supersample": 4}):

@@ -47,7 +47,7 @@ def describe(a: AvatarAttributes) -> str:
         sentence += ", eyes closed"
     garment = _CUT[cloth.cut]
     if cloth.pattern == "logo":
-        garment += f" with a {cloth.colour2} {cloth.logo} logo"
+        garment += " with " + with_article(f"{cloth.colour2} {cloth.logo} logo")
     pattern = _PATTERN[cloth.pattern]
     two_tone = f" and {cloth.colour2}" if cloth.pattern in ("stripes", "checks", "dots") else ""
     sentence += ", wearing " + with_article(f"{cloth.colour}{two_tone} {pattern}{garment}")

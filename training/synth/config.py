@@ -45,7 +45,7 @@ class SynthConfig(ConfigMixin):
         checks = [
             (self.count >= 1, f"count must be at least 1 (got {self.count})"),
             (self.views >= 1, f"views must be at least 1 (got {self.views})"),
-            (self.test_views >= 0, f"test views cannot be negative (got {self.test_views})"),
+            (self.test_views >= 0, f"test_views cannot be negative (got {self.test_views})"),
             (32 <= self.resolution <= 1024 and self.resolution % 8 == 0,
              f"resolution must be a multiple of 8 between 32 and 1024 (got {self.resolution})"),
             (self.workers >= 1, f"workers must be at least 1 (got {self.workers})"),

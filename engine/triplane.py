@@ -1,0 +1,96 @@
+"""Triplanes: one avatar as three axis-aligned feature planes [3, C, R, R] (planes XY, XZ, YZ, in that order).
+
+Axis mapping (tested): plane k is indexed [channel, row, column]; for plane XY the column coordinate is x and
+the row coordinate is y; for XZ column = x, row = z; for YZ column = y, row = z. Coordinates span the bound
+[-1, 1] with align_corners=True (the first and last rows/columns sit exactly on ±1), as in the authors' code.
+(EG3D shipped XY, XZ, ZX; the test in tests/engine/test_triplane.py pins ours down.)
+
+Files: safetensors with the planes in fp16 and metadata naming the decoder (its hash) they were fitted with.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from engine.errors import UserError
+from engine.io import atomic_write
+
+PLANE_AXES = ((0, 1), (0, 2), (1, 2))  # (column axis, row axis) of planes XY, XZ, YZ
+Aggregate = Literal["mean", "sum", "concat"]
+FORMAT = "rodinhd-triplane"
+
+
+def plane_coordinates(points: torch.Tensor) -> torch.Tensor:
+    """Points [..., 3] in [-1, 1] → grid_sample coordinates [3, ..., 2] (x = column, y = row) per plane."""
+    return torch.stack([points[..., list(axes)] for axes in PLANE_AXES])
+
+
+def sample_triplane(planes: torch.Tensor, points: torch.Tensor, aggregate: Aggregate = "mean",
+                    clamp: bool = True) -> torch.Tensor:
+    """Bilinear features of `planes [3, C, R, R]` at `points [N, 3]` → [N, C] ([N, 3C] for concat).
+
+    Values are clamped to [-1, 1] first (as the authors do) so diffusion and fitting agree on the range.
+    """
+    if planes.dim() != 4 or planes.shape[0] != 3:
+        raise ValueError(f"planes must be [3, C, R, R], got {list(planes.shape)}")
+    if clamp:
+        planes = planes.clamp(-1.0, 1.0)
+    grid = plane_coordinates(points).unsqueeze(1)  # [3, 1, N, 2]
+    feats = F.grid_sample(planes, grid.to(planes.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
+    feats = feats[:, :, 0].transpose(1, 2)  # [3, N, C]
+    if aggregate == "mean":
+        return feats.mean(0)
+    if aggregate == "sum":
+        return feats.sum(0)
+    return feats.permute(1, 0, 2).reshape(points.shape[0], -1)
+
+
+def init_triplane(channels: int, resolution: int, std: float = 0.1, generator: torch.Generator | None = None,
+                  device: torch.device | str = "cpu") -> torch.Tensor:
+    """A fresh triplane [3, C, R, R], N(0, std²) like the authors' initialisation."""
+    return torch.randn(3, channels, resolution, resolution, generator=generator).mul_(std).to(device)
+
+
+def total_variation(planes: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between neighbouring texels of every plane (smoothness regulariser)."""
+    dx = planes[..., :, 1:] - planes[..., :, :-1]
+    dy = planes[..., 1:, :] - planes[..., :-1, :]
+    return dx.pow(2).mean() + dy.pow(2).mean()
+
+
+def save_triplane(path: Path, planes: torch.Tensor, decoder_hash: str, extra: dict | None = None) -> None:
+    """Write `planes` as fp16 safetensors (atomic), recording the decoder hash and any extra metadata."""
+    if planes.dim() != 4 or planes.shape[0] != 3:
+        raise ValueError(f"planes must be [3, C, R, R], got {list(planes.shape)}")
+    meta = {"format": FORMAT, "decoder_hash": decoder_hash, "extra": json.dumps(extra or {})}
+    tensor = planes.detach().to("cpu", torch.float16).contiguous()
+    atomic_write(Path(path), lambda tmp: save_file({"planes": tensor}, str(tmp), metadata=meta))
+
+
+def load_triplane(path: Path, expect_decoder_hash: str | None = None, device: str | torch.device = "cpu",
+                  ) -> tuple[torch.Tensor, dict]:
+    """Read a triplane file → (planes float32 [3, C, R, R], metadata). Refuses a decoder-hash mismatch."""
+    path = Path(path)
+    if path.suffix in (".pt", ".pth", ".ckpt"):
+        raise UserError(f"{path}: pickled checkpoints are not loaded; triplanes are .safetensors files")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            planes = f.get_tensor("planes")
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such triplane file") from None
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for corrupt files
+        raise UserError(f"{path}: not a readable triplane file ({exc})") from exc
+    if meta.get("format") != FORMAT or planes.dim() != 4 or planes.shape[0] != 3:
+        raise UserError(f"{path}: not a RodinHD triplane (format {meta.get('format')!r}, shape {list(planes.shape)})")
+    if expect_decoder_hash is not None and meta.get("decoder_hash") != expect_decoder_hash:
+        raise UserError(f"{path}: fitted with decoder {meta.get('decoder_hash')}, but the decoder given is "
+                        f"{expect_decoder_hash}; a triplane only renders correctly with its own decoder")
+    meta["extra"] = json.loads(meta.get("extra", "{}"))
+    return planes.to(device, torch.float32), meta
