@@ -110,10 +110,14 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window: int = 11, sigma: floa
         raise ValueError(f"images of {h}×{w} are smaller than the {window}×{window} SSIM window")
     g = gaussian_window(window, sigma, pred.dtype, pred.device)
     c1, c2 = (k1 * max_val) ** 2, (k2 * max_val) ** 2
-    # one filtering pass over the five moment images, stacked along channels: [B, 5C, H, W]
-    stats = _blur_valid(torch.cat([pred, target, pred * pred, target * target, pred * target], 1), g)
+    # Moments of mean-shifted images (σ², σ_xy are shift-invariant): far less float32 cancellation in E[x²] - μ².
+    # One filtering pass over the five moment images, stacked along channels: [B, 5C, H, W].
+    m_x, m_y = pred.mean((2, 3), keepdim=True).detach(), target.mean((2, 3), keepdim=True).detach()
+    x, y = pred - m_x, target - m_y
+    stats = _blur_valid(torch.cat([x, y, x * x, y * y, x * y], 1), g)
     mu_x, mu_y, e_xx, e_yy, e_xy = stats.split(c, dim=1)
     var_x, var_y, cov = e_xx - mu_x * mu_x, e_yy - mu_y * mu_y, e_xy - mu_x * mu_y
+    mu_x, mu_y = mu_x + m_x, mu_y + m_y
     num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
     den = (mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2)
     out = (num / den).flatten(1).mean(1)

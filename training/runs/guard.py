@@ -18,7 +18,7 @@ class TrainingDiverged(RuntimeError):
 class LossGuard:
     """`check(step, loss)` raises TrainingDiverged when the loss is not finite, or (once at least `min_history`
     finite losses are known) exceeds `max_factor` × the median of the last `window` finite losses. The spike test
-    only applies while that median is positive (it means nothing for losses that can be ≤ 0)."""
+    only applies while every loss in the window is positive (a ratio means nothing for losses that can be ≤ 0)."""
 
     def __init__(self, max_factor: float = 10.0, window: int = 50, min_history: int = 10) -> None:
         if max_factor <= 1.0:
@@ -39,7 +39,7 @@ class LossGuard:
                                    step, value)
         if len(self.history) >= self.min_history:
             median = statistics.median(self.history)
-            if median > 0 and value > self.max_factor * median:
+            if min(self.history) > 0 and value > self.max_factor * median:
                 raise TrainingDiverged(
                     f"loss jumped to {value:.4g} at step {step}, more than {self.max_factor:g}× the running median "
                     f"{median:.4g} of the last {len(self.history)} steps; training diverged; "

@@ -1,0 +1,82 @@
+"""Configuration of triplane fitting (stage 1 and stage 2) with the `tiny` (CPU) and `paper` presets."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from engine.config import ConfigError, ConfigMixin
+from engine.decoder import DecoderConfig
+from engine.render import RenderConfig
+
+
+@dataclass
+class FitConfig(ConfigMixin):
+    """Every weight and size of the fitting, written to the run's config.json."""
+
+    triplane_resolution: int = 128
+    """R of the [3, C, R, R] triplane (paper 512)."""
+    decoder: DecoderConfig = field(default_factory=lambda: DecoderConfig.preset("tiny"))
+    """The shared decoder; its `channels` is the triplane's C."""
+    render: RenderConfig = field(default_factory=lambda: RenderConfig.preset("tiny"))
+    """Sampling along rays during fitting."""
+    rays_per_step: int = 4096
+    """Random rays per optimisation step (drawn from all training views of the avatar)."""
+    occupancy_size: int = 64
+    """Cells per side of the occupancy grid carved from the views' alpha masks (0 = no empty-space skipping)."""
+    triplane_lr: float = 2e-2
+    """Adam learning rate of the triplane (authors: 2e-2; divided by 10·epoch+1 on later task-replay visits)."""
+    decoder_lr: float = 2e-3
+    """Adam learning rate of the decoder (authors: 2e-3, betas 0.9/0.99)."""
+    decoder_lr_decay_steps: int = 0
+    """Decoder lr × 0.1^(step / this) (0 = constant)."""
+    tv_weight: float = 2e-4
+    """Total-variation weight on the triplane (authors' stage 1: 2e-4)."""
+    l1_weight: float = 1e-6
+    """L1 weight on triplane values (authors' stage 1: 1e-6)."""
+    l2_weight: float = 0.0
+    """L2 weight on triplane values (the paper's 'weight decay' row of Table 4a)."""
+    iwc_weight: float = 0.1
+    """λ of the IWC term (Eq. 3); 0 disables it (authors: 0.1)."""
+    fisher_batches: int = 4
+    """Ray batches averaged for the diagonal Fisher after each visit (the authors use one)."""
+    mode: str = "replay_iwc"
+    """Stage-1 schedule: naive (each avatar once, to convergence), replay (task replay), replay_iwc (+ IWC)."""
+    epochs: int = 3
+    """Task replay: outer loops over all avatars."""
+    inner_steps: int = 40
+    """Task replay: steps per visit. Naive mode gives each avatar epochs × inner_steps steps in one visit."""
+    stage2_steps: int = 300
+    """Stage 2: steps per avatar with the decoder frozen."""
+    eval_views: int = 4
+    """Held-out views used for PSNR/SSIM during and after fitting."""
+    eval_resolution: int = 64
+    """Resolution of evaluation renders (forgetting curves are evaluated often, so keep it small)."""
+    seed: int = 0
+    """Seed of triplane initialisation and ray sampling."""
+    device: str = "cpu"
+    """torch device (cpu, cuda, cuda:1, ...)."""
+
+    PRESETS: ClassVar[dict] = {
+        "tiny": {},
+        "paper": {
+            "triplane_resolution": 512, "decoder": DecoderConfig.PRESETS["paper"],
+            "render": RenderConfig.PRESETS["paper"], "rays_per_step": 8192, "occupancy_size": 256,
+            "tv_weight": 2e-4, "l1_weight": 1e-6, "iwc_weight": 0.1, "epochs": 30, "inner_steps": 6000,
+            "stage2_steps": 30000, "eval_views": 8, "eval_resolution": 256, "decoder_lr_decay_steps": 300000,
+            "device": "cuda",
+        },
+    }
+
+    def validate(self) -> None:
+        if self.mode not in ("naive", "replay", "replay_iwc"):
+            raise ConfigError(f"mode must be naive, replay or replay_iwc (got {self.mode!r})")
+        if self.triplane_resolution < 4 or self.rays_per_step < 1:
+            raise ConfigError("triplane_resolution must be ≥ 4 and rays_per_step ≥ 1")
+        if min(self.epochs, self.inner_steps, self.stage2_steps, self.fisher_batches) < 1:
+            raise ConfigError("epochs, inner_steps, stage2_steps and fisher_batches must be ≥ 1")
+        if min(self.tv_weight, self.l1_weight, self.l2_weight, self.iwc_weight) < 0:
+            raise ConfigError("regulariser weights cannot be negative")
+
+    @property
+    def channels(self) -> int:
+        return self.decoder.channels

@@ -1,0 +1,56 @@
+"""Run-folder helpers shared by writers and readers: what counts as a run, reading its config and status."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from engine.errors import UserError
+from engine.io import read_json
+from training.runs.status import read_status
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def file_handler(path: Path) -> logging.FileHandler:
+    """A log.txt handler (INFO and up, timestamped lines)."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    return handler
+
+
+def is_run_dir(path: Path) -> bool:
+    """Whether `path` holds a run (its config.json or status.json exists)."""
+    return (path / "config.json").is_file() or (path / "status.json").is_file()
+
+
+def refuse_existing(path: Path) -> None:
+    """UserError unless `path` is absent or an empty folder (a new run never overwrites anything)."""
+    if path.is_file():
+        raise UserError(f"{path} is a file, not a run folder")
+    if is_run_dir(path):
+        raise UserError(f"{path} already holds a run; resume it (--resume) or choose another run folder")
+    if path.is_dir() and any(path.iterdir()):
+        raise UserError(f"{path} exists and is not empty; choose a new run folder")
+
+
+def read_run_config(path: Path, action: str) -> dict[str, Any]:
+    """config.json as {"kind", "config"}; UserError (naming `action`) when missing or not a run config."""
+    if not (path / "config.json").is_file():
+        raise UserError(f"cannot {action} {path}: no run there (config.json not found)")
+    try:
+        stored = read_json(path / "config.json")
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot {action} {path}: {exc}") from exc
+    if not isinstance(stored, dict) or not isinstance(stored.get("kind"), str) or "config" not in stored:
+        raise UserError(f"cannot {action} {path}: config.json is not a run config (needs 'kind' and 'config')")
+    return stored
+
+
+def read_status_or_empty(path: Path) -> dict[str, Any]:
+    """status.json of the run at `path`, or {} when it is missing or damaged."""
+    try:
+        return read_status(path / "status.json")
+    except (OSError, ValueError):
+        return {}
