@@ -10,7 +10,7 @@ from engine.errors import UserError
 from engine.config import ConfigError
 
 # Verb modules, each exposing register(subparsers). Imported lazily inside main() so `--help` stays fast.
-VERB_MODULES = ["training.cli.synth_cmd", "training.cli.data_cmd", "training.cli.demo_cmd", "training.cli.runs_cmd"]
+VERB_MODULES = ["training.cli.synth_cmd", "training.cli.data_cmd", "training.cli.demo_cmd", "training.cli.runs_cmd", "training.cli.fit_cmd"]
 
 
 def package_version() -> str:

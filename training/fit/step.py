@@ -42,7 +42,7 @@ def fit_step(planes: torch.Tensor, decoder: TriplaneDecoder, sampler: RaySampler
     for opt in optimizers:
         opt.step()
     mse_value = float(mse.detach())
-    return StepResult(float(loss), mse_value, -10.0 * math.log10(max(mse_value, 1e-12)), evaluated)
+    return StepResult(float(loss.detach()), mse_value, -10.0 * math.log10(max(mse_value, 1e-12)), evaluated)
 
 
 def triplane_optimizer(planes: torch.Tensor, lr: float) -> torch.optim.Optimizer:

@@ -1,0 +1,44 @@
+"""Drive stage 1 into a run folder: create/resume the run, fit, then score every avatar on held-out views."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from engine.errors import UserError
+from training.data.format import avatar_dirs
+from training.fit.config import FitConfig
+from training.fit.stage1 import KIND, Stage1, final_scores
+from training.runs import Run
+
+
+def select_avatars(data: Path, limit: int | None) -> list[Path]:
+    avatars = avatar_dirs(data)
+    if not avatars:
+        raise UserError(f"{data}: the dataset lists no avatars")
+    if limit and limit > len(avatars):
+        raise UserError(f"--avatars {limit}: the dataset has only {len(avatars)}")
+    missing = [a.name for a in avatars[:limit] if not (a / "transforms.json").is_file()]
+    if missing:
+        raise UserError(f"{data}: avatar folder(s) missing or incomplete: {', '.join(missing[:5])} "
+                        "(run 'rodinhd data check')")
+    return avatars[:limit] if limit else avatars
+
+
+def run_stage1(data: Path, out: Path, config: FitConfig, limit: int | None = None, resume: bool = False,
+               perceptual: bool = False) -> dict | None:
+    avatars = select_avatars(data, limit)
+    run = Run.create(out, KIND, config, resume=resume)
+    result = None
+    with run.active():
+        stage = Stage1(avatars, run, config)
+        if resume:
+            stage.restore()
+        run.log(f"stage 1 ({config.mode}): {len(avatars)} avatars, {len(stage.visits)} visits")
+        stage.fit()
+        metric = None
+        if perceptual:
+            from engine.metrics import PerceptualDistance
+
+            metric = PerceptualDistance().to(config.device)
+        result = final_scores(run.path, avatars, config, None, metric)
+        run.log_metrics(stage.step, final_psnr=result["mean"]["psnr"], final_ssim=result["mean"]["ssim"])
+    return result

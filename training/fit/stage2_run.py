@@ -1,0 +1,126 @@
+"""`rodinhd fit --stage 2`: drive stage-2 fitting of a dataset into a run folder (sequential, local workers,
+or sharded under torchrun)."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from pathlib import Path
+
+import torch
+
+from engine.decoder import load_decoder, save_decoder
+from engine.errors import UserError
+from engine.io import atomic_write_json
+from training.data.format import avatar_dirs
+from training.fit.config import FitConfig
+from training.fit.distributed import Placement, StopFlag, device_for, init_from_env, shutdown
+from training.fit.stage2 import collect_results, fit_avatar, frozen, pending_avatars
+from training.runs import Run, RunStopped
+
+KIND = "fit_stage2"
+
+
+def decoder_folder(source: Path) -> Path:
+    """A stage-1 run folder (its decoder/ subfolder) or a decoder folder itself."""
+    source = Path(source)
+    for candidate in (source / "decoder", source):
+        if (candidate / "decoder.safetensors").is_file():
+            return candidate
+    raise UserError(f"{source}: no decoder found (expected a stage-1 run folder or a folder with "
+                    "decoder.safetensors)")
+
+
+def _avatar_seed(config: FitConfig, index: int) -> int:
+    return config.seed * 100_003 + index
+
+
+def run_stage2(decoder_source: Path, data: Path, out: Path, config: FitConfig, limit: int | None = None,
+               workers: int = 1, resume: bool = False) -> list[dict]:
+    placement = init_from_env(config.device)
+    config = config.replace(device=device_for(placement, config.device))
+    decoder = frozen(load_decoder(decoder_folder(decoder_source), config.device))
+    avatars = avatar_dirs(data)[:limit] if limit else avatar_dirs(data)
+    if not avatars:
+        raise UserError(f"{data}: the dataset lists no avatars")
+    index_of = {a.name: i for i, a in enumerate(avatars)}
+    run = Run.create(out, KIND, config, resume=resume) if placement.is_main else None
+    if run is not None:
+        save_decoder(Path(out) / "decoder", decoder)
+    placement.barrier()
+    todo = placement.shard(pending_avatars(avatars, out))
+    try:
+        if run is None:
+            _fit_sequential(todo, decoder, config, out, index_of, StopFlag(), None)
+            placement.barrier()  # matches rank 0's barrier before it writes results.json
+        else:
+            with run.active():
+                run.log(f"stage 2: {len(avatars)} avatars, {len(todo)} for this process, world {placement.world}")
+                if workers > 1 and placement.world == 1:
+                    _fit_pool(todo, config, out, index_of, workers, run)
+                else:
+                    _fit_sequential(todo, decoder, config, out, index_of, run, run)
+                placement.barrier()
+                results = collect_results(out)
+                atomic_write_json(Path(out) / "results.json", _summary(results, len(avatars)))
+                run.progress(len(results), len(avatars), force=True)
+    finally:
+        shutdown()
+    return collect_results(out)
+
+
+def _summary(results: list[dict], total: int) -> dict:
+    mean = lambda key: sum(r[key] for r in results) / max(len(results), 1)  # noqa: E731
+    return {"avatars": total, "fitted": len(results), "mean_psnr": mean("psnr"), "mean_ssim": mean("ssim"),
+            "per_avatar": results}
+
+
+def _fit_sequential(todo, decoder, config, out, index_of, stop, run: Run | None) -> None:
+    from tqdm import tqdm
+
+    should_stop = lambda: stop.stop_requested if run is not None else stop.set  # noqa: E731
+    for folder in tqdm(todo, unit="avatar", desc="stage 2", disable=run is None):
+        def on_step(step, psnr, name=folder.name):
+            if run is not None and (step + 1) % 25 == 0:
+                run.log_metrics(step + 1, avatar=name, train_psnr=psnr)
+        result = fit_avatar(folder, decoder, config, out, _avatar_seed(config, index_of[folder.name]), on_step,
+                            should_stop)
+        if run is not None:
+            run.log_metrics(config.stage2_steps, avatar=result.avatar, test_psnr=result.psnr, test_ssim=result.ssim,
+                            seconds=result.seconds)
+            run.progress(len(collect_results(out)), len(index_of))
+
+
+# ---- local worker processes --------------------------------------------------------------------------------
+_WORKER: dict = {}
+
+
+def _init_worker(decoder_dir: str, config_dict: dict, threads: int) -> None:
+    torch.set_num_threads(threads)
+    config = FitConfig.from_dict(config_dict)
+    _WORKER.update(config=config, decoder=frozen(load_decoder(Path(decoder_dir), config.device)))
+
+
+def _work(job: tuple[str, str, int]) -> dict:
+    folder, out, seed = job
+    return fit_avatar(Path(folder), _WORKER["decoder"], _WORKER["config"], Path(out), seed).__dict__
+
+
+def _fit_pool(todo, config, out, index_of, workers, run: Run) -> None:
+    from tqdm import tqdm
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    jobs = [(str(f), str(out), _avatar_seed(config, index_of[f.name])) for f in todo]
+    ctx = mp.get_context("spawn")
+    pool = ctx.Pool(workers, _init_worker, (str(Path(out) / "decoder"), config.to_dict(), threads))
+    try:
+        for result in tqdm(pool.imap_unordered(_work, jobs), total=len(jobs), unit="avatar", desc="stage 2"):
+            run.log_metrics(config.stage2_steps, avatar=result["avatar"], test_psnr=result["psnr"],
+                            test_ssim=result["ssim"], seconds=result["seconds"])
+            run.progress(len(collect_results(out)), len(index_of))
+            if run.stop_requested:
+                break
+        if run.stop_requested:
+            raise RunStopped("stopped by signal")
+    finally:
+        pool.terminate()  # a stop loses only the avatars in flight; finished ones are already on disk
+        pool.join()
