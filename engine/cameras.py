@@ -48,6 +48,11 @@ class OrbitSpec:
     elevation_max: float = 40.0
 
 
+# The camera rig of our datasets (rodinhd synth): the bust fits the unit cube, cameras look at this target.
+DEFAULT_FOV_DEGREES = 40.0
+DEFAULT_ORBIT = OrbitSpec(radius=2.85, target=(0.0, -0.05, 0.0))
+
+
 def orbit_views(spec: OrbitSpec, count: int, phase: float = 0.0) -> list[tuple[float, float]]:
     """`count` (azimuth, elevation) pairs covering the sphere section evenly (a Fibonacci spiral).
 

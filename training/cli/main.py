@@ -6,11 +6,12 @@ import os
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from engine.errors import UserError
 from engine.config import ConfigError
+from engine.errors import UserError
 
 # Verb modules, each exposing register(subparsers). Imported lazily inside main() so `--help` stays fast.
-VERB_MODULES = ["training.cli.synth_cmd", "training.cli.data_cmd", "training.cli.demo_cmd", "training.cli.runs_cmd", "training.cli.fit_cmd"]
+VERB_MODULES = ["training.cli.synth_cmd", "training.cli.data_cmd", "training.cli.demo_cmd", "training.cli.runs_cmd", "training.cli.fit_cmd", "training.cli.fit_ablation_cmd",
+                "training.cli.render_cmd"]
 
 
 def package_version() -> str:
@@ -43,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ConfigError) as exc:
         print(f"rodinhd {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:  # noqa: BLE001 - training stopped with its own clear message (no traceback)
+        from training.runs import TrainingDiverged
+
+        if not isinstance(exc, TrainingDiverged):
+            raise
+        print(f"rodinhd {args.command}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"rodinhd {args.command}: cancelled", file=sys.stderr)
         return 130

@@ -41,11 +41,11 @@ class FitConfig(ConfigMixin):
     """Ray batches averaged for the diagonal Fisher after each visit (the authors use one)."""
     mode: str = "replay_iwc"
     """Stage-1 schedule: naive (each avatar once, to convergence), replay (task replay), replay_iwc (+ IWC)."""
-    epochs: int = 3
+    epochs: int = 4
     """Task replay: outer loops over all avatars."""
-    inner_steps: int = 40
+    inner_steps: int = 50
     """Task replay: steps per visit. Naive mode gives each avatar epochs × inner_steps steps in one visit."""
-    stage2_steps: int = 300
+    stage2_steps: int = 500
     """Stage 2: steps per avatar with the decoder frozen."""
     eval_views: int = 4
     """Held-out views used for PSNR/SSIM during and after fitting."""

@@ -97,6 +97,7 @@ class Stage1:
         # the authors give the triplane a fresh Adam per visit, with lr0 / (10·epoch + 1)
         optimizers = [triplane_optimizer(planes, cfg.triplane_lr / (10 * visit.epoch + 1)), self.decoder_opt]
         sampler = RaySampler(views, self.generator)
+        self.guard.reset()  # switching avatars legitimately jumps the loss
         for _ in range(visit.steps):
             if self.run.stop_requested:
                 raise RunStopped("stopped by signal")  # state on disk is the last completed visit

@@ -30,6 +30,10 @@ class LossGuard:
         self.min_history = min(int(min_history), self.window)
         self.history: deque[float] = deque(maxlen=self.window)
 
+    def reset(self) -> None:
+        """Forget the history: a new task (another avatar) starts from a different loss level."""
+        self.history.clear()
+
     def check(self, step: int, loss: float) -> float:
         """Validate one loss value (float or 0-d tensor); returns it as a float when it is fine."""
         value = float(loss)

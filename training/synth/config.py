@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from engine.cameras import DEFAULT_FOV_DEGREES, DEFAULT_ORBIT
 from engine.config import ConfigError, ConfigMixin
 
 
@@ -23,15 +24,15 @@ class SynthConfig(ConfigMixin):
     """Dataset seed; avatar i uses a seed derived from (seed, i), so the same seed always gives the same files."""
     workers: int = 1
     """Parallel worker processes (each with its own GL context). Does not change the output."""
-    fov_degrees: float = 40.0
+    fov_degrees: float = DEFAULT_FOV_DEGREES
     """Horizontal field of view of every camera."""
-    radius: float = 2.85
+    radius: float = DEFAULT_ORBIT.radius
     """Camera distance from the orbit target."""
-    target_y: float = -0.05
+    target_y: float = DEFAULT_ORBIT.target[1]
     """Height of the point all cameras look at (the avatar's bust fits in the unit cube)."""
-    elevation_min: float = -20.0
+    elevation_min: float = DEFAULT_ORBIT.elevation_min
     """Lowest camera elevation in degrees (full 360° azimuth)."""
-    elevation_max: float = 40.0
+    elevation_max: float = DEFAULT_ORBIT.elevation_max
     """Highest camera elevation in degrees."""
     supersample: int = 2
     """Anti-aliasing: render k× larger and average k×k blocks (gives soft, true alpha at edges and strands)."""
