@@ -3,6 +3,7 @@ triplane per avatar with the decoder frozen)."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from engine.errors import UserError
@@ -44,6 +45,7 @@ def register(subparsers) -> None:
     p.add_argument("--epochs", type=int_arg, help="stage 1: passes over all avatars (task replay)")
     p.add_argument("--inner-steps", type=int_arg, help="stage 1: steps per visit")
     p.add_argument("--steps", type=int_arg, help="stage 2: steps per avatar")
+    p.add_argument("--only", action="append", metavar="AVATAR", help="stage 2: fit only these avatars (repeatable)")
     p.add_argument("--workers", type=int_arg, default=1, help="stage 2: local worker processes")
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     add_config_options(p)
@@ -69,8 +71,9 @@ def run(args) -> int:
         raise UserError("--stage 2 needs --decoder (a stage-1 run folder)")
     from training.fit.stage2_run import run_stage2
 
-    results = run_stage2(args.decoder, args.data, args.out, config, args.avatars, args.workers, args.resume)
-    if results:
+    results = run_stage2(args.decoder, args.data, args.out, config, args.avatars, args.workers, args.resume,
+                         args.only)
+    if results and os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line
         mean = sum(r["psnr"] for r in results) / len(results)
         print(f"stage 2: {len(results)} triplane(s) in {args.out / 'triplanes'}; mean held-out PSNR {mean:.2f} dB")
     return 0

@@ -48,7 +48,9 @@ class Stage1:
     def __init__(self, avatars: list[Path], run: Run, config: FitConfig) -> None:
         self.avatars, self.run, self.config = avatars, run, config
         self.device = torch.device(config.device)
-        self.decoder = TriplaneDecoder(config.decoder).to(self.device)
+        with torch.random.fork_rng(devices=[]):  # the decoder's initial weights follow config.seed
+            torch.manual_seed(config.seed)
+            self.decoder = TriplaneDecoder(config.decoder).to(self.device)
         self.decoder_opt = decoder_optimizer(self.decoder, config.decoder_lr)
         self.generator = torch.Generator().manual_seed(config.seed)
         self.store = AvatarStateStore(run.path / "state")

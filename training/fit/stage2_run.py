@@ -11,9 +11,9 @@ import torch
 from engine.decoder import load_decoder, save_decoder
 from engine.errors import UserError
 from engine.io import atomic_write_json
-from training.data.format import avatar_dirs
 from training.fit.config import FitConfig
 from training.fit.distributed import Placement, StopFlag, device_for, init_from_env, shutdown
+from training.fit.stage1_run import select_avatars
 from training.fit.stage2 import collect_results, fit_avatar, frozen, pending_avatars
 from training.runs import Run, RunStopped
 
@@ -35,19 +35,23 @@ def _avatar_seed(config: FitConfig, index: int) -> int:
 
 
 def run_stage2(decoder_source: Path, data: Path, out: Path, config: FitConfig, limit: int | None = None,
-               workers: int = 1, resume: bool = False) -> list[dict]:
+               workers: int = 1, resume: bool = False, only: list[str] | None = None) -> list[dict]:
     placement = init_from_env(config.device)
     config = config.replace(device=device_for(placement, config.device))
     decoder = frozen(load_decoder(decoder_folder(decoder_source), config.device))
-    avatars = avatar_dirs(data)[:limit] if limit else avatar_dirs(data)
-    if not avatars:
-        raise UserError(f"{data}: the dataset lists no avatars")
-    index_of = {a.name: i for i, a in enumerate(avatars)}
+    avatars = select_avatars(data, limit)
+    index_of = {a.name: i for i, a in enumerate(avatars)}  # seeds follow the dataset order, whatever --only says
+    if only:
+        unknown = sorted(set(only) - set(index_of))
+        if unknown:
+            raise UserError(f"{data}: no avatar(s) named {', '.join(unknown)}")
+        avatars = [a for a in avatars if a.name in set(only)]
+    # every rank splits the same list: computed before any rank can start writing triplanes
+    todo = placement.shard(pending_avatars(avatars, out))
     run = Run.create(out, KIND, config, resume=resume) if placement.is_main else None
     if run is not None:
         save_decoder(Path(out) / "decoder", decoder)
     placement.barrier()
-    todo = placement.shard(pending_avatars(avatars, out))
     try:
         if run is None:
             _fit_sequential(todo, decoder, config, out, index_of, StopFlag(), None)
@@ -63,6 +67,11 @@ def run_stage2(decoder_source: Path, data: Path, out: Path, config: FitConfig, l
                 results = collect_results(out)
                 atomic_write_json(Path(out) / "results.json", _summary(results, len(avatars)))
                 run.progress(len(results), len(avatars), force=True)
+                fitted = {r["avatar"] for r in results}
+                missing = [a.name for a in avatars if a.name not in fitted]
+                if missing:
+                    raise RuntimeError(f"only {len(avatars) - len(missing)} of {len(avatars)} avatars fitted; "
+                                       f"missing {', '.join(missing[:5])}; rerun with --resume")
     finally:
         shutdown()
     return collect_results(out)
