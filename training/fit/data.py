@@ -66,6 +66,12 @@ def load_views(folder: Path, split: str = "train", limit: int | None = None, res
     return AvatarViews(folder.name, rgba, c2w, views.camera_angle_x)
 
 
+def load_eval_views(folder: Path, limit: int, resolution: int | None = None) -> AvatarViews:
+    """Held-out views for evaluation: the test split, or the first training views when there is none."""
+    split = "test" if (Path(folder) / TEST_TRANSFORMS).is_file() else "train"
+    return load_views(folder, split, limit=limit, resolution=resolution)
+
+
 class RaySampler:
     """Random rays over all views of an avatar, with their target colour on white."""
 

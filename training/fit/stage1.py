@@ -19,7 +19,7 @@ from engine.decoder import TriplaneDecoder, decoder_hash, save_decoder
 from engine.io import atomic_write_json
 from engine.triplane import init_triplane, save_triplane
 from training.fit.config import FitConfig
-from training.fit.data import AvatarViews, RaySampler, load_views
+from training.fit.data import AvatarViews, RaySampler, load_eval_views, load_views
 from training.fit.evaluate import evaluate
 from training.fit.losses import IWCState
 from training.fit.state import AvatarStateStore, load_optimizer_tensors, optimizer_tensors
@@ -120,11 +120,6 @@ class Stage1:
             for group in self.decoder_opt.param_groups:
                 group["lr"] = lr
 
-    def _test_views(self, index: int, resolution: int, limit: int) -> AvatarViews:
-        folder = self.avatars[index]
-        split = "test" if (folder / "transforms_test.json").exists() else "train"
-        return load_views(folder, split, limit=limit, resolution=resolution).to(self.device)
-
     def _log_forgetting(self) -> None:
         """Held-out PSNR of every avatar seen so far, with the current decoder (Fig. 2)."""
         seen = sorted({v.avatar for v in self.visits[: self.next_visit]})
@@ -132,7 +127,8 @@ class Stage1:
         for i in seen:
             name = self.avatars[i].name
             if name not in self._eval_views:
-                self._eval_views[name] = self._test_views(i, self.config.eval_resolution, self.config.eval_views)
+                self._eval_views[name] = load_eval_views(self.avatars[i], self.config.eval_views,
+                                                         self.config.eval_resolution).to(self.device)
             planes = self.store.load_planes(name, self.device)
             occupancy = self.store.occupancy(name, lambda: None)
             scores[f"psnr/{name}"] = evaluate(planes, self.decoder, self._eval_views[name], self.config.render,
@@ -160,8 +156,7 @@ def final_scores(run_path: Path, avatars: list[Path], config: FitConfig, resolut
     for folder in avatars:
         planes, _ = load_triplane(run_path / "triplanes" / f"{folder.name}.safetensors", decoder_hash(decoder),
                                   config.device)
-        split = "test" if (folder / "transforms_test.json").exists() else "train"
-        views = load_views(folder, split, limit=config.eval_views, resolution=resolution).to(config.device)
+        views = load_eval_views(folder, config.eval_views, resolution).to(config.device)
         rows[folder.name] = evaluate(planes, decoder, views, config.render, store.occupancy(folder.name, lambda: None),
                                      perceptual)
     keys = next(iter(rows.values())).keys()

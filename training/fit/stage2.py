@@ -18,7 +18,7 @@ from engine.decoder import TriplaneDecoder, decoder_hash
 from engine.io import atomic_write_json
 from engine.triplane import init_triplane, save_triplane
 from training.fit.config import FitConfig
-from training.fit.data import RaySampler, load_views
+from training.fit.data import RaySampler, load_eval_views, load_views
 from training.fit.evaluate import evaluate
 from training.fit.step import fit_step, triplane_optimizer
 from training.runs import LossGuard, RunStopped
@@ -46,8 +46,7 @@ def fit_avatar(folder: Path, decoder: TriplaneDecoder, config: FitConfig, out: P
     start = time.perf_counter()
     device = torch.device(config.device)
     views = load_views(folder).to(device)
-    test = load_views(folder, "test", limit=config.eval_views).to(device) if (folder / "transforms_test.json").exists() \
-        else load_views(folder, limit=config.eval_views).to(device)
+    test = load_eval_views(folder, config.eval_views).to(device)
     generator = torch.Generator().manual_seed(seed)
     occupancy = views.occupancy(config.occupancy_size)
     planes = torch.nn.Parameter(init_triplane(config.channels, config.triplane_resolution, generator=generator,
