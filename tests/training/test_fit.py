@@ -17,6 +17,7 @@ import torch
 
 from engine.decoder import TriplaneDecoder, decoder_hash, load_decoder
 from engine.triplane import load_triplane
+from fit_helpers import TINY, cli, set_args
 from training.cli.main import main
 from training.fit import step as step_module
 from training.fit.config import FitConfig
@@ -28,35 +29,11 @@ from training.fit.step import decoder_optimizer, fit_step, triplane_optimizer
 from training.runs import CheckpointStore, TrainingDiverged, read_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = {
-    "decoder": {"channels": 8, "hidden": 16, "geo_features": 8}, "render": {"samples": 8},
-    "triplane_resolution": 16, "rays_per_step": 64, "occupancy_size": 16, "epochs": 2, "inner_steps": 3,
-    "stage2_steps": 3, "eval_views": 1, "eval_resolution": 16,
-}
 AVATARS = ["avatar_00000", "avatar_00001", "avatar_00002"]
 
 
 def tiny_config(**changes) -> FitConfig:
     return FitConfig.from_dict({**TINY, **changes})
-
-
-def set_args(fields: dict, prefix: str = "") -> list[str]:
-    """{"decoder": {"hidden": 16}, "epochs": 2} → ["--set", "decoder.hidden=16", "--set", "epochs=2"]."""
-    args: list[str] = []
-    for key, value in fields.items():
-        if isinstance(value, dict):
-            args += set_args(value, f"{prefix}{key}.")
-        else:
-            args += ["--set", f"{prefix}{key}={json.dumps(value)}"]
-    return args
-
-
-def cli(argv: list[str]) -> int:
-    """main(argv) as an exit code (argparse errors raise SystemExit)."""
-    try:
-        return main([str(a) for a in argv])
-    except SystemExit as exc:
-        return int(exc.code or 0)
 
 
 def stage1_args(data: Path, out: Path, avatars: int = 2) -> list[str]:

@@ -63,7 +63,9 @@ def run(args) -> int:
         from training.fit.stage1_run import run_stage1
 
         result = run_stage1(args.data, args.out, config, args.avatars, args.resume)
-        if result:
+        if result is None:
+            print(f"stage 1 stopped; continue with: rodinhd fit --stage 1 ... --out {args.out} --resume")
+        else:
             print(f"stage 1 done: mean held-out PSNR {result['mean']['psnr']:.2f} dB over "
                   f"{len(result['per_avatar'])} avatars; decoder in {args.out / 'decoder'}")
         return 0

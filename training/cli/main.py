@@ -45,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rodinhd {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 - training stopped with its own clear message (no traceback)
-        from training.runs import TrainingDiverged
+        from training.runs import RunStopped, TrainingDiverged
 
+        if isinstance(exc, RunStopped):
+            print(f"rodinhd {args.command}: {exc}", file=sys.stderr)
+            return 0
         if not isinstance(exc, TrainingDiverged):
             raise
         print(f"rodinhd {args.command}: {exc}", file=sys.stderr)

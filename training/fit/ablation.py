@@ -9,7 +9,7 @@ from engine.io import atomic_write_json, atomic_write_text
 from engine.metrics import PERCEPTUAL_NAME
 from training.fit.config import FitConfig
 from training.fit.stage1_run import run_stage1
-from training.runs import read_metrics
+from training.runs import RunStopped, read_metrics
 
 MODES = ("naive", "replay", "replay_iwc")
 LABELS = {"naive": "naive sequential", "replay": "+ task replay", "replay_iwc": "+ task replay + IWC"}
@@ -25,6 +25,8 @@ def run_ablation(data: Path, out: Path, config: FitConfig, limit: int | None, re
             continue
         results[mode] = run_stage1(data, run_dir, config.replace(mode=mode), limit,
                                    resume=resume and run_dir.exists(), perceptual=True)
+        if results[mode] is None:  # the run was stopped (SIGTERM / Ctrl+C): so is the ablation
+            raise RunStopped(f"stopped during the {mode} run; continue with --resume")
     table = ablation_table(results, config)
     atomic_write_text(Path(out) / "ablation.md", table)
     atomic_write_json(Path(out) / "ablation.json", {m: r["mean"] for m, r in results.items()})

@@ -28,7 +28,7 @@ def run_stage1(data: Path, out: Path, config: FitConfig, limit: int | None = Non
     avatars = select_avatars(data, limit)
     run = Run.create(out, KIND, config, resume=resume)
     result = None
-    with run.active():
+    with run.active():  # a stop (SIGTERM) leaves this block quietly with result None
         stage = Stage1(avatars, run, config)
         if resume:
             stage.restore()
