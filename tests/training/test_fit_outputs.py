@@ -70,8 +70,25 @@ def test_render_views_and_turntable(ablation, tmp_path):
     assert record["views"] == 3 and record["background"] == "transparent"
     assert cli(["render", triplane, "--decoder", run, "--out", tmp_path / "turn", "--turntable", 4,
                 "--resolution", 24, "--format", "gif", "--samples", 8]) == 0
-    gif = Image.open(tmp_path / "turn" / "turntable.gif")
-    assert gif.n_frames == 4
+    assert Image.open(tmp_path / "turn" / "turntable.gif").format == "GIF"
+    assert json.loads((tmp_path / "turn" / "render.json").read_text())["views"] == 4
+
+
+@pytest.mark.parametrize("fmt", ["gif", "mp4"])
+def test_turntable_files_hold_every_frame(tmp_path, fmt):
+    import imageio.v3 as iio
+
+    from training.render_output import write_frames
+
+    frames = []
+    for i in range(5):  # distinct frames: a bar moving across a white image
+        rgba = np.ones((32, 32, 4), np.float32)
+        rgba[:, i * 6:i * 6 + 4, :3] = 0.0
+        frames.append(rgba)
+    path = write_frames(tmp_path, frames, fmt, "white", {"views": 5})
+    decoded = iio.imread(path, index=None)
+    assert decoded.shape[0] == 5
+    assert decoded[0].mean() > decoded[0][:, :4].mean()  # the bar is dark, the rest light
 
 
 def test_render_refuses_a_triplane_from_another_decoder(ablation, tmp_path, capsys):

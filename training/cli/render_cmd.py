@@ -49,8 +49,8 @@ def run(args) -> int:
 
     from engine.cameras import DEFAULT_FOV_DEGREES
     from engine.decoder import decoder_hash, load_decoder
-    from engine.render import OccupancyGrid, RenderConfig, render_image
-    from engine.triplane import load_triplane, sample_triplane
+    from engine.render import RenderConfig, density_occupancy, render_image
+    from engine.triplane import load_triplane
     from training.fit.stage2_run import decoder_folder
     from training.render_output import write_frames
 
@@ -62,8 +62,7 @@ def run(args) -> int:
         raise UserError(f"{args.triplane}: {planes.shape[1]} channels, but the decoder expects "
                         f"{decoder.config.channels}")
     config = RenderConfig(samples=args.samples, background=args.background)
-    density = lambda p: decoder.density(sample_triplane(planes, p, decoder.config.aggregate))[0]  # noqa: E731
-    occupancy = OccupancyGrid.from_density(density, 64, device=args.device)
+    occupancy = density_occupancy(planes, decoder, samples_per_cell=2)
     frames = []
     for c2w in tqdm(cameras(args), unit="view", desc="render"):
         out = render_image(planes, decoder, torch.tensor(c2w, dtype=torch.float32, device=args.device),

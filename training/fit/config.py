@@ -35,6 +35,11 @@ class FitConfig(ConfigMixin):
     """L1 weight on triplane values (authors' stage 1: 1e-6)."""
     l2_weight: float = 0.0
     """L2 weight on triplane values (the paper's 'weight decay' row of Table 4a)."""
+    empty_weight: float = 0.3
+    """Weight of the emptiness loss: opacity of random points outside the visual hull is pushed to zero, so the
+    triplane renders clean without the fitting-time occupancy grid (0 = off)."""
+    empty_points: int = 4096
+    """Random points drawn per step for the emptiness loss (those that fall outside the hull are used)."""
     iwc_weight: float = 0.1
     """λ of the IWC term (Eq. 3); 0 disables it (authors: 0.1)."""
     fisher_batches: int = 4

@@ -5,7 +5,7 @@ import torch
 
 from engine.decoder import TriplaneDecoder
 from engine.metrics import psnr, ssim
-from engine.render import OccupancyGrid, RenderConfig, render_image
+from engine.render import OccupancyGrid, RenderConfig, density_occupancy, render_image
 from training.fit.data import AvatarViews
 
 
@@ -21,9 +21,13 @@ def render_views(planes: torch.Tensor, decoder: TriplaneDecoder, views: AvatarVi
 
 @torch.no_grad()
 def evaluate(planes: torch.Tensor, decoder: TriplaneDecoder, views: AvatarViews, config: RenderConfig,
-             occupancy: OccupancyGrid | None, perceptual=None) -> dict[str, float]:
-    """Mean PSNR / SSIM (and perceptual distance if a PerceptualDistance is given) over the views."""
-    pred = render_views(planes, decoder, views, config, occupancy)
+             perceptual=None) -> dict[str, float]:
+    """Mean PSNR / SSIM (and perceptual distance if a PerceptualDistance is given) over the views.
+
+    The triplane is rendered as any consumer would see it: with an occupancy grid from its own density, never
+    with the visual hull of the training views (that would hide fog the triplane really contains).
+    """
+    pred = render_views(planes, decoder, views, config, density_occupancy(planes, decoder))
     target = views.on_white().permute(0, 3, 1, 2)
     scores = {"psnr": float(psnr(pred, target).mean()), "ssim": float(ssim(pred, target).mean())}
     if perceptual is not None:

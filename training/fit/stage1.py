@@ -130,9 +130,8 @@ class Stage1:
                 self._eval_views[name] = load_eval_views(self.avatars[i], self.config.eval_views,
                                                          self.config.eval_resolution).to(self.device)
             planes = self.store.load_planes(name, self.device)
-            occupancy = self.store.occupancy(name, lambda: None)
-            scores[f"psnr/{name}"] = evaluate(planes, self.decoder, self._eval_views[name], self.config.render,
-                                              occupancy)["psnr"]
+            scores[f"psnr/{name}"] = evaluate(planes, self.decoder, self._eval_views[name],
+                                              self.config.render)["psnr"]
         mean = sum(scores.values()) / len(scores)
         self.run.log_metrics(self.step, visit=self.next_visit, eval_psnr_mean=mean, **scores)
 
@@ -151,14 +150,12 @@ def final_scores(run_path: Path, avatars: list[Path], config: FitConfig, resolut
     from engine.triplane import load_triplane
 
     decoder = load_decoder(run_path / "decoder", config.device)
-    store = AvatarStateStore(run_path / "state")
     rows = {}
     for folder in avatars:
         planes, _ = load_triplane(run_path / "triplanes" / f"{folder.name}.safetensors", decoder_hash(decoder),
                                   config.device)
         views = load_eval_views(folder, config.eval_views, resolution).to(config.device)
-        rows[folder.name] = evaluate(planes, decoder, views, config.render, store.occupancy(folder.name, lambda: None),
-                                     perceptual)
+        rows[folder.name] = evaluate(planes, decoder, views, config.render, perceptual)
     keys = next(iter(rows.values())).keys()
     mean = {k: sum(r[k] for r in rows.values()) / len(rows) for k in keys}
     result = {"mean": mean, "per_avatar": rows}

@@ -60,7 +60,7 @@ def fit_avatar(folder: Path, decoder: TriplaneDecoder, config: FitConfig, out: P
         guard.check(step, result.loss)
         if on_step:
             on_step(step, result.psnr)
-    scores = evaluate(planes.detach(), decoder, test, config.render, occupancy)
+    scores = evaluate(planes.detach(), decoder, test, config.render)
     outcome = AvatarResult(folder.name, scores["psnr"], scores["ssim"], time.perf_counter() - start,
                            config.stage2_steps)
     path = triplane_path(out, folder.name)

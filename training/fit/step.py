@@ -8,6 +8,7 @@ import torch
 
 from engine.decoder import TriplaneDecoder
 from engine.render import OccupancyGrid, render_rays
+from engine.triplane import sample_triplane
 from training.fit.config import FitConfig
 from training.fit.data import RaySampler
 from training.fit.losses import IWCState, triplane_regularisers
@@ -29,11 +30,31 @@ def rendering_loss(planes, decoder, sampler: RaySampler, occupancy, config: FitC
     return (out.rgb - target).pow(2).mean(), out.evaluated
 
 
+def emptiness_loss(planes, decoder: TriplaneDecoder, occupancy: OccupancyGrid | None, config: FitConfig,
+                   generator: torch.Generator) -> torch.Tensor:
+    """Mean opacity of one sample step at random points the occupancy grid marks empty.
+
+    Empty-space skipping means the photometric loss never sees those points; without this term they keep
+    whatever density the initial triplane decodes to, and show up as fog once rendered without the grid.
+    """
+    if occupancy is None or not config.empty_weight:
+        return planes.new_zeros(())
+    bound = config.render.bound
+    points = (torch.rand(config.empty_points, 3, generator=generator) * 2 - 1).to(planes.device) * bound
+    points = points[~occupancy.lookup(points)]
+    if not len(points):
+        return planes.new_zeros(())
+    sigma, _ = decoder.density(sample_triplane(planes, points, decoder.config.aggregate))
+    step = 2.0 * bound / config.render.samples
+    return (1.0 - torch.exp(-sigma * step)).mean()
+
+
 def fit_step(planes: torch.Tensor, decoder: TriplaneDecoder, sampler: RaySampler, occupancy: OccupancyGrid | None,
              config: FitConfig, optimizers: list[torch.optim.Optimizer], generator: torch.Generator,
              iwc: IWCState | None = None) -> StepResult:
     mse, evaluated = rendering_loss(planes, decoder, sampler, occupancy, config, generator)
     loss = mse + triplane_regularisers(planes, config)
+    loss = loss + config.empty_weight * emptiness_loss(planes, decoder, occupancy, config, generator)
     if iwc is not None and config.iwc_weight > 0:
         loss = loss + iwc.penalty(decoder, config.iwc_weight)
     for opt in optimizers:
