@@ -52,6 +52,8 @@ class FitConfig(ConfigMixin):
     """Task replay: steps per visit. Naive mode gives each avatar epochs × inner_steps steps in one visit."""
     stage2_steps: int = 500
     """Stage 2: steps per avatar with the decoder frozen."""
+    stage2_final_lr: float = 0.1
+    """Stage 2: the triplane lr decays exponentially to this fraction of triplane_lr by the last step (1 = constant)."""
     eval_views: int = 4
     """Held-out views used for PSNR/SSIM during and after fitting."""
     eval_resolution: int = 64

@@ -54,6 +54,8 @@ def fit_avatar(folder: Path, decoder: TriplaneDecoder, config: FitConfig, out: P
     optimizer = triplane_optimizer(planes, config.triplane_lr)
     sampler, guard = RaySampler(views, generator), LossGuard()
     for step in range(config.stage2_steps):
+        for group in optimizer.param_groups:
+            group["lr"] = config.triplane_lr * config.stage2_final_lr ** (step / max(config.stage2_steps - 1, 1))
         if should_stop():
             raise RunStopped(f"stopped while fitting {folder.name}")
         result = fit_step(planes, decoder, sampler, occupancy, config, [optimizer], generator)
