@@ -24,7 +24,10 @@ class FitConfig(ConfigMixin):
     occupancy_size: int = 64
     """Cells per side of the occupancy grid carved from the views' alpha masks (0 = no empty-space skipping)."""
     triplane_lr: float = 2e-2
-    """Adam learning rate of the triplane (authors: 2e-2; divided by 10·epoch+1 on later task-replay visits)."""
+    """Adam learning rate of the triplane (authors: 2e-2)."""
+    replay_lr_decay: float = 10.0
+    """Task replay: a visit in epoch e starts the triplane's Adam at triplane_lr / (replay_lr_decay·e + 1)
+    (authors: 10). A short budget may want a milder decay: later visits otherwise barely move the triplanes."""
     decoder_lr: float = 2e-3
     """Adam learning rate of the decoder (authors: 2e-3, betas 0.9/0.99)."""
     decoder_lr_decay_steps: int = 0

@@ -97,7 +97,8 @@ class Stage1:
         planes = torch.nn.Parameter(planes)
         iwc = self.store.load_iwc(name, self.device) if cfg.mode == "replay_iwc" else None
         # the authors give the triplane a fresh Adam per visit, with lr0 / (10·epoch + 1)
-        optimizers = [triplane_optimizer(planes, cfg.triplane_lr / (10 * visit.epoch + 1)), self.decoder_opt]
+        lr = cfg.triplane_lr / (cfg.replay_lr_decay * visit.epoch + 1)
+        optimizers = [triplane_optimizer(planes, lr), self.decoder_opt]
         sampler = RaySampler(views, self.generator)
         self.guard.reset()  # switching avatars legitimately jumps the loss
         for _ in range(visit.steps):
