@@ -53,7 +53,7 @@ class FitConfig(ConfigMixin):
     """Task replay: outer loops over all avatars."""
     inner_steps: int = 50
     """Task replay: steps per visit. Naive mode gives each avatar epochs × inner_steps steps in one visit."""
-    stage2_steps: int = 500
+    stage2_steps: int = 800
     """Stage 2: steps per avatar with the decoder frozen."""
     stage2_final_lr: float = 0.1
     """Stage 2: the triplane lr decays exponentially to this fraction of triplane_lr by the last step (1 = constant)."""
