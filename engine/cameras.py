@@ -15,7 +15,7 @@ import numpy as np
 GOLDEN_ANGLE = math.pi * (3.0 - math.sqrt(5.0))
 
 
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 1.0, 0.0])) -> np.ndarray:
+def look_at(eye: np.ndarray, target: np.ndarray, up=(0.0, 1.0, 0.0)) -> np.ndarray:
     """Camera-to-world [4, 4] (OpenGL axes) for a camera at `eye` looking at `target`."""
     eye, target, up = (np.asarray(a, dtype=np.float64) for a in (eye, target, up))
     back = eye - target

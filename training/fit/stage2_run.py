@@ -12,7 +12,7 @@ from engine.decoder import load_decoder, save_decoder
 from engine.errors import UserError
 from engine.io import atomic_write_json
 from training.fit.config import FitConfig
-from training.fit.distributed import Placement, StopFlag, device_for, init_from_env, shutdown
+from training.fit.distributed import StopFlag, device_for, init_from_env, shutdown
 from training.fit.stage1_run import select_avatars
 from training.fit.stage2 import collect_results, fit_avatar, frozen, pending_avatars
 from training.runs import Run, RunStopped

@@ -8,7 +8,7 @@ import numpy as np
 
 from training.synth.attributes import Face, Hair
 from training.synth.body import Torso
-from training.synth.head import BROW_FY, EYE_FX, HEAD_CENTRE, MOUTH_FY, HeadShape
+from training.synth.head import BROW_FY, HEAD_CENTRE, MOUTH_FY, HeadShape
 from training.synth.mesh import Mesh, merge, ribbons
 
 # Hairline in face coordinates: the scalp is where d.y is above this height (front / above the ears / nape).
