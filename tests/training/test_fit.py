@@ -3,9 +3,7 @@ resume, stage 2 (frozen decoder, resume, local workers, torchrun) and bad input.
 6 views at 32², 16² triplanes with 8 channels, 64 rays × 8 samples, 3 steps a visit)."""
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,50 +15,18 @@ import torch
 
 from engine.decoder import TriplaneDecoder, decoder_hash, load_decoder
 from engine.triplane import load_triplane
-from fit_helpers import TINY, cli, set_args
-from training.cli.main import main
+from fit_helpers import (
+    AVATARS, ROOT, TINY, child_env, cli, make_dataset, set_args, sha256, stage1_args, stage2_args, status_of, tiny_config,
+)
 from training.fit import step as step_module
-from training.fit.config import FitConfig
 from training.fit.stage1 import Stage1, schedule
 from training.fit.stage1_run import run_stage1
 from training.runs import CheckpointStore, TrainingDiverged, read_metrics
 
-ROOT = Path(__file__).resolve().parents[2]
-AVATARS = ["avatar_00000", "avatar_00001", "avatar_00002"]
-
-
-def tiny_config(**changes) -> FitConfig:
-    return FitConfig.from_dict({**TINY, **changes})
-
-
-def stage1_args(data: Path, out: Path, avatars: int = 2) -> list[str]:
-    return ["fit", "--stage", "1", "--data", data, "--out", out, "--avatars", str(avatars), *set_args(TINY)]
-
-
-def stage2_args(decoder: Path, data: Path, out: Path, *more) -> list[str]:
-    return ["fit", "--stage", "2", "--decoder", decoder, "--data", data, "--out", out, *set_args(TINY), *more]
-
-
-def status_of(run: Path) -> dict:
-    return json.loads((run / "status.json").read_text())
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def child_env() -> dict[str, str]:
-    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": pythonpath, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-
-
 # ---- shared data and runs (module scope: generated once) ---------------------------------------------------
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("fitdata") / "data"
-    assert main(["synth", "--out", str(d), "--count", "3", "--views", "6", "--test-views", "2",
-                 "--resolution", "32", "--seed", "1"]) == 0
-    return d
+    return make_dataset(tmp_path_factory.mktemp("fitdata") / "data", count=3)
 
 
 @pytest.fixture(scope="module")

@@ -1,51 +1,17 @@
 """Fitting units: IWC (Eq. 3), triplane regularisers, stage-1 schedules and one optimisation step."""
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from pathlib import Path
 
 import pytest
 import torch
 
 from engine.decoder import TriplaneDecoder
-from fit_helpers import TINY, make_dataset, set_args
-from training.fit.config import FitConfig
+from fit_helpers import AVATARS, make_dataset, tiny_config
 from training.fit.data import RaySampler, load_views
 from training.fit.losses import IWCState, triplane_regularisers
 from training.fit.stage1 import schedule
 from training.fit.step import decoder_optimizer, fit_step, triplane_optimizer
-
-ROOT = Path(__file__).resolve().parents[2]
-AVATARS = ["avatar_00000", "avatar_00001", "avatar_00002"]
-
-
-def tiny_config(**changes) -> FitConfig:
-    return FitConfig.from_dict({**TINY, **changes})
-
-
-def stage1_args(data: Path, out: Path, avatars: int = 2) -> list[str]:
-    return ["fit", "--stage", "1", "--data", data, "--out", out, "--avatars", str(avatars), *set_args(TINY)]
-
-
-def stage2_args(decoder: Path, data: Path, out: Path, *more) -> list[str]:
-    return ["fit", "--stage", "2", "--decoder", decoder, "--data", data, "--out", out, *set_args(TINY), *more]
-
-
-def status_of(run: Path) -> dict:
-    return json.loads((run / "status.json").read_text())
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def child_env() -> dict[str, str]:
-    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return {**os.environ, "PYTHONPATH": pythonpath, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-
-
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
