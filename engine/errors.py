@@ -3,3 +3,7 @@
 
 class UserError(Exception):
     """Bad input from the user; the message says what is wrong and, where possible, what to do."""
+
+
+class Cancelled(Exception):
+    """Long work (sampling, rendering) was cancelled by its caller's callback; nothing half-written is left."""
