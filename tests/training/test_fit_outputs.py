@@ -78,7 +78,7 @@ def test_render_views_and_turntable(ablation, tmp_path):
 def test_turntable_files_hold_every_frame(tmp_path, fmt):
     import imageio.v3 as iio
 
-    from training.render_output import write_frames
+    from engine.frames import write_frames
 
     frames = []
     for i in range(5):  # distinct frames: a bar moving across a white image

@@ -51,7 +51,7 @@ def run(args) -> int:
     from engine.render import RenderConfig, density_occupancy, render_image
     from engine.triplane import load_triplane
     from training.fit.stage2_run import decoder_folder
-    from training.render_output import write_frames
+    from engine.frames import write_frames
 
     if not 16 <= args.resolution <= 2048:
         raise UserError(f"--resolution must be between 16 and 2048 (got {args.resolution})")

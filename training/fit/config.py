@@ -23,6 +23,9 @@ class FitConfig(ConfigMixin):
     """Random rays per optimisation step (drawn from all training views of the avatar)."""
     occupancy_size: int = 64
     """Cells per side of the occupancy grid carved from the views' alpha masks (0 = no empty-space skipping)."""
+    triplane_init_std: float = 0.1
+    """Std of the random initial triplane (authors: 0.1). Texels no ray reaches keep it, so triplanes meant as
+    diffusion training data are fitted from a smaller one (less noise for the generative model to learn)."""
     triplane_lr: float = 2e-2
     """Adam learning rate of the triplane (authors: 2e-2)."""
     replay_lr_decay: float = 10.0

@@ -93,7 +93,8 @@ class Stage1:
         occupancy = self.store.occupancy(name, lambda: views.occupancy(cfg.occupancy_size))
         planes = self.store.load_planes(name, self.device)
         if planes is None:
-            planes = init_triplane(cfg.channels, cfg.triplane_resolution, generator=self.generator, device=self.device)
+            planes = init_triplane(cfg.channels, cfg.triplane_resolution, std=cfg.triplane_init_std,
+                                   generator=self.generator, device=self.device)
         planes = torch.nn.Parameter(planes)
         iwc = self.store.load_iwc(name, self.device) if cfg.mode == "replay_iwc" else None
         # the authors give the triplane a fresh Adam per visit, with lr0 / (10·epoch + 1)

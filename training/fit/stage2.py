@@ -49,8 +49,8 @@ def fit_avatar(folder: Path, decoder: TriplaneDecoder, config: FitConfig, out: P
     test = load_eval_views(folder, config.eval_views).to(device)
     generator = torch.Generator().manual_seed(seed)
     occupancy = views.occupancy(config.occupancy_size)
-    planes = torch.nn.Parameter(init_triplane(config.channels, config.triplane_resolution, generator=generator,
-                                              device=device))
+    planes = torch.nn.Parameter(init_triplane(config.channels, config.triplane_resolution,
+                                              std=config.triplane_init_std, generator=generator, device=device))
     optimizer = triplane_optimizer(planes, config.triplane_lr)
     sampler, guard = RaySampler(views, generator), LossGuard()
     for step in range(config.stage2_steps):

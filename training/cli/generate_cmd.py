@@ -1,0 +1,102 @@
+"""`rodinhd generate`: portrait(s) → avatar(s) with a trained model, or unconditional samples. Each avatar gets a
+folder with avatar.safetensors, avatar.json (settings, hashes, timings), front.png and a turntable."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from engine.errors import UserError
+from training.cli.common import int_arg
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "assets" / "models" / "default"
+
+
+def register(subparsers) -> None:
+    from engine.diffusion.sampling import SAMPLERS
+    from engine.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS, STAGES
+
+    p = subparsers.add_parser(
+        "generate", help="portrait → 3D avatar (or unconditional avatars) with a trained model",
+        description="rodinhd generate PORTRAIT... --model MODEL --out DIR, or rodinhd generate --unconditional N",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("portraits", nargs="*", type=Path, help="portrait images (PNG, JPEG, WebP, …)")
+    p.add_argument("--unconditional", type=int_arg, metavar="N", help="make N avatars without a portrait")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model folder (rodinhd model build)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (one subfolder per avatar)")
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help="classifier-free guidance scale")
+    p.add_argument("--steps", type=int_arg, default=DEFAULT_STEPS, help="sampling steps per stage")
+    p.add_argument("--sampler", choices=SAMPLERS, default="ddim", help="diffusers scheduler")
+    p.add_argument("--seed", type=int_arg, default=0, help="random seed (unconditional: first of N seeds)")
+    p.add_argument("--stages", choices=STAGES, default="cascade", help="base only, or base + upsample")
+    p.add_argument("--resolution", type=int_arg, default=256, help="render size of front.png and the turntable")
+    p.add_argument("--turntable", type=int_arg, default=36, help="turntable frames (0 = none)")
+    p.add_argument("--format", choices=("gif", "mp4"), default="gif", help="turntable container")
+    p.add_argument("--device", default="cpu", help="torch device")
+    p.set_defaults(handler=run)
+
+
+def _jobs(args) -> list[tuple[str, Path | None, int]]:
+    """(folder name, portrait or None, seed) per avatar; names stay unique."""
+    if args.unconditional is not None and args.portraits:
+        raise UserError("give portraits or --unconditional N, not both")
+    if args.unconditional is not None:
+        if args.unconditional < 1:
+            raise UserError(f"--unconditional must be at least 1 (got {args.unconditional})")
+        return [(f"unconditional_{args.seed + i:05d}", None, args.seed + i) for i in range(args.unconditional)]
+    if not args.portraits:
+        raise UserError("give at least one portrait image, or --unconditional N")
+    jobs, used = [], set()
+    for path in args.portraits:
+        name = path.stem or "portrait"
+        while name in used:
+            name += "_"
+        used.add(name)
+        jobs.append((name, path, args.seed))
+    return jobs
+
+
+def run(args) -> int:
+    from tqdm import tqdm
+
+    from engine.pipeline import AvatarPipeline
+
+    if not 16 <= args.resolution <= 2048:
+        raise UserError(f"--resolution must be between 16 and 2048 (got {args.resolution})")
+    if args.turntable < 0:
+        raise UserError(f"--turntable must be ≥ 0 (got {args.turntable})")
+    jobs = _jobs(args)
+    for _, portrait, _ in jobs:
+        if portrait is not None and not portrait.is_file():
+            raise UserError(f"{portrait}: no such portrait file")
+    pipe = AvatarPipeline.from_pretrained(args.model, args.device)
+    for name, portrait, seed in tqdm(jobs, unit="avatar", desc="generate", disable=len(jobs) == 1):
+        settings = dict(steps=args.steps, sampler=args.sampler, seed=seed, stages=args.stages)
+        avatar = (pipe.unconditional(**settings) if portrait is None
+                  else pipe(portrait, guidance=args.guidance, **settings))
+        folder = args.out / name
+        _write_outputs(avatar, folder, args)
+        print(f"{folder}: {avatar.metadata['timings']['total_s']:.1f} s")
+    return 0
+
+
+def _write_outputs(avatar, folder: Path, args) -> None:
+    from PIL import Image
+
+    from engine.frames import to_uint8, write_frames
+    from engine.io import atomic_write
+
+    started = time.perf_counter()
+    front = to_uint8(avatar.render_view(0.0, 0.0, resolution=args.resolution), "white")
+    render_s = time.perf_counter() - started
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / "front.png", lambda tmp: Image.fromarray(front).save(tmp, format="PNG"))
+    timings = {"front_render_s": round(render_s, 4)}
+    if args.turntable:
+        started = time.perf_counter()
+        frames = avatar.turntable(args.turntable, resolution=args.resolution)
+        write_frames(folder, frames, args.format, "white", {"frames": args.turntable, "elevation": 10.0,
+                                                           "resolution": args.resolution})
+        timings["turntable_s"] = round(time.perf_counter() - started, 4)
+    avatar.metadata["timings"] = {**avatar.metadata["timings"], **timings}
+    avatar.save(folder)

@@ -1,0 +1,83 @@
+"""`rodinhd train --stage vae|base|upsample`: train the portrait VAE or one stage of the cascaded triplane
+diffusion model into a run folder (resumable; DDP under torchrun)."""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from engine.errors import UserError
+from training.cli.common import int_arg
+from training.cli.overrides import apply_overrides, parse_overrides
+
+STAGES = ("vae", "base", "upsample")
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "train", help="train the portrait VAE or a diffusion stage (base / upsample)",
+        description="rodinhd train --stage base --data DATASET --triplanes FIT_RUN --out RUN. "
+                    "--triplanes is a `rodinhd fit` run folder (stage 2, or stage 1) fitted on --data; "
+                    "`rodinhd model build` assembles trained stages into a model folder. "
+                    "Under torchrun the diffusion stages train with DDP (gloo on CPU, nccl on GPU).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--stage", required=True, choices=STAGES, help="what to train")
+    p.add_argument("--data", type=Path, required=True, help="dataset folder (portraits and views)")
+    p.add_argument("--triplanes", type=Path, help="base/upsample: fit run folder with triplanes/ and decoder/")
+    p.add_argument("--out", type=Path, required=True, help="run folder to create (or continue with --resume)")
+    p.add_argument("--preset", default="tiny", choices=("tiny", "paper"), help="named sizes")
+    p.add_argument("--steps", type=int_arg, help="optimiser steps (default: the preset's)")
+    p.add_argument("--batch", type=int_arg, help="batch size per process")
+    p.add_argument("--encoder", help="base/upsample: mobilenet_v2 or an encoder folder (e.g. VAE_RUN/encoder)")
+    p.add_argument("--avatars", type=int_arg, help="train on the first K avatars only")
+    p.add_argument("--exclude", action="append", default=[], metavar="AVATAR",
+                   help="leave this avatar out (held out for evaluation; repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--device", help="torch device: cpu, cuda, cuda:1 …")
+    p.add_argument("--set", dest="overrides", action="append", metavar="FIELD=VALUE",
+                   help="override any config field, e.g. --set lr=1e-4 --set stage.unet.model_channels=32")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    if args.avatars is not None and args.avatars < 1:
+        raise UserError(f"--avatars must be at least 1 (got {args.avatars})")
+    if not args.data.is_dir():
+        raise UserError(f"--data {args.data}: no such dataset folder")
+    if args.stage == "vae":
+        return _train_vae(args)
+    if args.triplanes is None:
+        raise UserError(f"--stage {args.stage} needs --triplanes (a `rodinhd fit` run folder)")
+    from training.diffusion.config import DiffusionTrainConfig
+    from training.diffusion.trainer import train_stage
+
+    changes = {"steps": args.steps, "batch_size": args.batch, "encoder": args.encoder, "device": args.device}
+    config = DiffusionTrainConfig.for_stage(args.stage, args.preset,
+                                            **{k: v for k, v in changes.items() if v is not None})
+    config = apply_overrides(config, parse_overrides(args.overrides))
+    info = train_stage(args.data, args.triplanes, args.out, config, args.resume, args.avatars, tuple(args.exclude))
+    if os.environ.get("RANK", "0") == "0":
+        if info is None:
+            print(f"stopped; continue with: rodinhd train --stage {args.stage} ... --out {args.out} --resume")
+        else:
+            final = info.get("final") or {}
+            print(f"{args.stage}: {info['steps']} steps on {len(info['avatars'])} avatars, final loss "
+                  f"{final.get('loss', float('nan')):.4f}; weights in {args.out / args.stage}")
+    return 0
+
+
+def _train_vae(args) -> int:
+    from training.vae.config import VAEConfig
+    from training.vae.train import train_vae
+
+    config = VAEConfig.preset(args.preset)
+    changes = {"steps": args.steps, "batch_size": args.batch, "device": args.device}
+    config = config.replace(**{k: v for k, v in changes.items() if v is not None})
+    config = apply_overrides(config, parse_overrides(args.overrides))
+    result = train_vae(args.data, args.out, config, args.resume, args.avatars)
+    if result is None:
+        print(f"stopped; continue with: rodinhd train --stage vae ... --out {args.out} --resume")
+    else:
+        print(f"vae: {result['steps']} steps; held-out reconstruction PSNR {result['psnr']:.2f} dB; "
+              f"encoder in {args.out / 'encoder'}")
+    return 0

@@ -1,0 +1,1 @@
+"""Training the cascaded triplane diffusion model (base and upsample stages) on fitted triplanes + portraits."""
