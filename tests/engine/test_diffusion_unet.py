@@ -195,7 +195,7 @@ def test_preset_parameter_counts():
               for name in ("base_tiny", "upsample_tiny")}
     print("parameters:", counts)
     assert 6.0e6 < counts["base_tiny"] < 7.5e6
-    assert 3.4e6 < counts["upsample_tiny"] < 4.2e6
+    assert 1.5e6 < counts["upsample_tiny"] < 2.0e6  # model_channels 16: a CPU-trainable upsampler
     with torch.device("meta"):  # no memory, no init time: just the architecture
         paper = {name: TriplaneUNet(TriplaneUNetConfig.preset(name)).num_parameters()
                  for name in ("base_paper", "upsample_paper")}

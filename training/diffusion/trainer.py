@@ -191,7 +191,9 @@ def _loop(trainer: StageTrainer, run: Run | None, start: int, out: Path, sources
             trainer.step(step)
             if trainer.agree_to_stop(flag.set):
                 break
+        trainer.placement.barrier()  # leave together: a rank tearing down gloo early can hang the other
         return None
+    info = None
     with run.active():
         run.log(f"{trainer.role}: {len(trainer.data)} avatars, {sum(p.numel() for p in trainer.model.parameters())}"
                 f" parameters, steps {start}→{config.steps}, world {trainer.placement.world}")
@@ -213,17 +215,24 @@ def _loop(trainer: StageTrainer, run: Run | None, start: int, out: Path, sources
                 _checkpoint(trainer, run, step + 1)
             if run.stop_requested:
                 raise RunStopped("stopped by signal")
-        _checkpoint(trainer, run, config.steps)
-        write_sample(trainer, run.samples_dir / f"step_{config.steps:07d}.png")
-        component = out / trainer.role
-        digest = trainer.ema.save(component, metadata={"decoder_hash": _decoder_hash(trainer)})
-        info = {"role": trainer.role, "steps": config.steps, "avatars": trainer.data.names, **sources,
-                "decoder_hash": _decoder_hash(trainer), "component_hash": digest,
-                "encoder": trainer.encoder.config.to_dict() if hasattr(trainer.encoder.config, "to_dict") else None,
-                "final": run.latest_metrics()}
-        trainer.encoder.save(out / "encoder")
-        atomic_write_json(out / TRAINING_INFO, info)
-        run.log(f"saved the EMA weights to {component} ({digest})")
+        info = _finish(trainer, run, out, sources)
+    trainer.placement.barrier()
+    return info
+
+
+def _finish(trainer: StageTrainer, run: Run, out: Path, sources: dict[str, str]) -> dict[str, Any]:
+    """Last checkpoint and sample; the EMA weights as the stage's component; training.json for `model build`."""
+    config = trainer.config
+    _checkpoint(trainer, run, config.steps)
+    write_sample(trainer, run.samples_dir / f"step_{config.steps:07d}.png")
+    component = out / trainer.role
+    digest = trainer.ema.save(component, metadata={"decoder_hash": _decoder_hash(trainer)})
+    trainer.encoder.save(out / "encoder")
+    info = {"role": trainer.role, "steps": config.steps, "avatars": trainer.data.names, **sources,
+            "decoder_hash": _decoder_hash(trainer), "component_hash": digest,
+            "encoder": trainer.encoder.config.to_dict(), "final": run.latest_metrics()}
+    atomic_write_json(out / TRAINING_INFO, info)
+    run.log(f"saved the EMA weights to {component} ({digest})")
     return info
 
 

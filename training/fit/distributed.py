@@ -45,7 +45,11 @@ def device_for(placement: Placement, device: str) -> str:
 
 
 def shutdown() -> None:
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    """Leave the process group at the end of a command. Under gloo, destroy_process_group() sometimes hangs when
+    the peer is already tearing down (pytorch/pytorch#75097), so CPU ranks just exit after a final barrier."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    if torch.distributed.get_backend() == "nccl":
         torch.distributed.destroy_process_group()
 
 
