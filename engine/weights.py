@@ -21,9 +21,10 @@ PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
 
 
 def state_hash(tensors: dict[str, torch.Tensor]) -> str:
-    """Content hash of a state dict (names, dtypes, shapes, bytes): 16 hex digits."""
+    """Content hash of a state dict (names, dtypes, shapes, bytes): 16 hex digits. BatchNorm's
+    `num_batches_tracked` counters are skipped: they never change an output and encoders do not store them."""
     digest = hashlib.sha256()
-    for name in sorted(tensors):
+    for name in sorted(k for k in tensors if not k.endswith("num_batches_tracked")):
         t = tensors[name].detach().to("cpu").contiguous()
         digest.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")

@@ -1,0 +1,130 @@
+"""AvatarPipeline with an untrained minute model: save/load round trip, determinism, callbacks and cancel,
+the avatar record and clear errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from engine.decoder import DecoderConfig, TriplaneDecoder
+from engine.diffusion.model import DiffusionStage, DiffusionStageConfig
+from engine.diffusion.schedules import ScheduleConfig
+from engine.diffusion.unet import TriplaneUNetConfig
+from engine.encoders import build_encoder
+from engine.encoders.mobilenet import MobileNetEncoderConfig
+from engine.errors import Cancelled, UserError
+from engine.pipeline import AvatarPipeline
+
+C = 8
+
+
+def perturbed(stage: DiffusionStage, seed: int) -> DiffusionStage:
+    """Zero-initialised output layers make an untrained net output 0; give it weights that do something."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in stage.unet.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.02)
+    return stage.eval()
+
+
+def tiny_stage(role: str, seed: int) -> DiffusionStage:
+    shapes = {"portrait_channels": (16, 24, 32), "portrait_sizes": (16, 8, 4), "portrait_global_dim": 1280}
+    common = {"channels": C, "channel_mult": (1, 2), "head_dim": 8, "context_dim": 16, **shapes}
+    torch.manual_seed(seed)
+    if role == "base":
+        unet = TriplaneUNetConfig.preset("base_tiny", resolution=8, model_channels=16, attention_levels=(1,),
+                                         cross_attention_levels=(0, 1), **common)
+        config = DiffusionStageConfig(role="base", resolution=8, unet=unet, schedule=ScheduleConfig(timesteps=40))
+    else:
+        unet = TriplaneUNetConfig.preset("upsample_tiny", resolution=16, lowres_channels=C, model_channels=8,
+                                         **common)
+        config = DiffusionStageConfig(role="upsample", resolution=16, lowres_resolution=8, prediction_type="sample",
+                                      unet=unet, schedule=ScheduleConfig(name="sigmoid", timesteps=40))
+    return perturbed(DiffusionStage(config), seed)
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    torch.manual_seed(0)
+    decoder = TriplaneDecoder(DecoderConfig(channels=C, hidden=16, geo_features=8))
+    encoder = build_encoder(MobileNetEncoderConfig(image_size=32))
+    return AvatarPipeline(decoder, encoder, tiny_stage("base", 1), tiny_stage("upsample", 2))
+
+
+@pytest.fixture
+def portrait():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+
+
+def test_same_seed_same_avatar_other_seed_other(pipe, portrait):
+    a = pipe(portrait, steps=3, seed=5)
+    b = pipe(portrait, steps=3, seed=5)
+    c = pipe(portrait, steps=3, seed=6)
+    assert a.planes.shape == (3, C, 16, 16)
+    assert torch.equal(a.planes, b.planes) and not torch.equal(a.planes, c.planes)
+    assert a.planes.abs().max() <= 1.0  # clamped like fitted triplanes
+
+
+def test_portrait_changes_the_avatar_and_guidance_matters(pipe, portrait):
+    other = np.full_like(portrait, 200)
+    a = pipe(portrait, steps=3, seed=1, stages="base")
+    b = pipe(other, steps=3, seed=1, stages="base")
+    assert not torch.equal(a.planes, b.planes)
+    g1 = pipe(portrait, steps=3, seed=1, stages="base", guidance=1.0)
+    g3 = pipe(portrait, steps=3, seed=1, stages="base", guidance=3.0)
+    assert not torch.equal(g1.planes, g3.planes)
+
+
+def test_save_and_load_round_trip(pipe, portrait, tmp_path):
+    pipe.save_pretrained(tmp_path / "model")
+    index = json.loads((tmp_path / "model" / "model_index.json").read_text())
+    assert index["components"] == {"decoder": "decoder", "encoder": "encoder", "base": "base", "upsample": "upsample"}
+    again = AvatarPipeline.from_pretrained(tmp_path / "model")
+    assert again.model_hash() == pipe.model_hash()
+    assert torch.equal(again(portrait, steps=2, seed=3).planes, pipe(portrait, steps=2, seed=3).planes)
+
+
+def test_callback_sees_every_step_and_can_cancel(pipe, portrait):
+    seen = []
+    pipe(portrait, steps=3, upsample_steps=2, seed=0, callback=lambda p: seen.append((p.stage, p.step, p.total,
+                                                                                      tuple(p.preview.shape))))
+    assert seen == [("base", 1, 3, (3, C, 8, 8)), ("base", 2, 3, (3, C, 8, 8)), ("base", 3, 3, (3, C, 8, 8)),
+                    ("upsample", 1, 2, (3, C, 16, 16)), ("upsample", 2, 2, (3, C, 16, 16))]
+    calls = []
+
+    def cancel_at_second(progress):
+        calls.append(progress.step)
+        return progress.step < 2
+
+    with pytest.raises(Cancelled):
+        pipe(portrait, steps=5, seed=0, callback=cancel_at_second)
+    assert calls == [1, 2]
+
+
+def test_unconditional_and_metadata(pipe, portrait):
+    avatar = pipe.unconditional(seed=2, steps=2)
+    assert avatar.metadata["mode"] == "unconditional" and avatar.metadata["seed"] == 2
+    record = pipe(portrait, steps=2, seed=0, sampler="dpmsolver++").record()
+    assert record["sampler"] == "dpmsolver++" and record["model_hash"] == pipe.model_hash()
+    assert record["triplane_shape"] == [3, C, 16, 16] and "torch" in record["versions"]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"guidance": 31.0}, "guidance must be between"), ({"steps": 0}, "steps must be between 1 and 40"),
+    ({"sampler": "euler"}, "unknown sampler"), ({"stages": "all"}, "stages must be one of"),
+])
+def test_bad_settings_are_one_clear_error(pipe, portrait, kwargs, message):
+    with pytest.raises(UserError, match=message):
+        pipe(portrait, **kwargs)
+
+
+def test_mismatched_components_are_refused(pipe):
+    wrong = TriplaneDecoder(DecoderConfig(channels=12, hidden=16, geo_features=8))
+    with pytest.raises(UserError, match="decoder reads 12"):
+        AvatarPipeline(wrong, pipe.encoder, pipe.base, pipe.upsample)
+    base_only = AvatarPipeline(pipe.decoder, pipe.encoder, pipe.base)
+    with pytest.raises(UserError, match="no upsample stage"):
+        base_only.unconditional(steps=2)
