@@ -188,7 +188,7 @@ def sample_stage(stage: DiffusionStage, features: dict[str, torch.Tensor] | None
     lowres_in = stage.lowres_input(lowres) if lowres is not None else None
     guide = features is not None and float(guidance) != 1.0
 
-    def denoise(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def predict(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         if not guide:
             return stage(xt, t, features, lowres=lowres_in)
         both = {k: torch.cat([v, v]) for k, v in features.items()}
@@ -197,6 +197,9 @@ def sample_stage(stage: DiffusionStage, features: dict[str, torch.Tensor] | None
         out = stage(torch.cat([xt, xt]), torch.cat([t, t]), both, drop=drop, lowres=low)
         cond, uncond = out.chunk(2)
         return guided(cond, uncond, float(guidance), channels)
+
+    def denoise(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return clip_to_triplane_range(stage, predict(xt, t), xt, t)
 
     def on_step(index: int, total: int, timestep: Any, pred_x0: torch.Tensor) -> bool | None:
         if callback is None:
@@ -208,6 +211,18 @@ def sample_stage(stage: DiffusionStage, features: dict[str, torch.Tensor] | None
                generator=generator, device=stage.norm_mean.device, clip_range=config.clip_range or None,
                callback=on_step)
     return stage.denormalize(x)
+
+
+def clip_to_triplane_range(stage: DiffusionStage, output: torch.Tensor, xt: torch.Tensor, t: torch.Tensor,
+                           ) -> torch.Tensor:
+    """Clip the model's x0 estimate to the range fitted triplanes live in ([-1, 1] per texel, as the authors clip)
+    and re-express the output in the model's parameterisation, so every scheduler sees a consistent prediction.
+    Without it, a few-step ε-sampler amplifies ε errors by √(ᾱ_prev/ᾱ_t) ~ 1e5 on the first step."""
+    channels, kind = stage.config.channels, stage.config.prediction_type
+    x0 = stage.diffusion.predict_x0(output[:, :channels], xt, t, kind)
+    x0 = stage.normalize(stage.denormalize(x0))  # denormalize clamps to [-1, 1]
+    prediction = x0 if kind == "sample" else stage.diffusion.predict_eps(x0, xt, t)
+    return torch.cat([prediction, output[:, channels:]], 1)
 
 
 def _input_hash(portrait: Any) -> str | None:

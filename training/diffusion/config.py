@@ -38,6 +38,9 @@ class DiffusionTrainConfig(ConfigMixin):
     """upsample: weight of the rendered-patch loss (Eq. 6); 0 turns it off."""
     perceptual_weight: float = 0.5
     """upsample: weight of the perceptual part of the patch loss (MobileNetV2 feature distance, LPIPS substitute)."""
+    vgg16_weights: str = ""
+    """upsample: local torchvision VGG16 weights (vgg16-397923af.pth) for the perceptual loss; empty = the
+    MobileNetV2 substitute."""
     patch_size: int = 32
     """upsample: rendered patch side in pixels."""
     patch_scales: tuple[float, ...] = (0.125, 0.25, 0.5)
@@ -58,7 +61,7 @@ class DiffusionTrainConfig(ConfigMixin):
     device: str = "cpu"
 
     RESUME_MAY_CHANGE: ClassVar[tuple[str, ...]] = ("steps", "log_every", "checkpoint_every", "sample_every",
-                                                     "device")
+                                                     "device", "vgg16_weights")
     PRESETS: ClassVar[dict] = {"tiny": {}, "paper": {"batch_size": 3, "lr": 1e-5, "ema_decay": 0.9999,
                                                      "steps": 500_000, "checkpoint_every": 5000,
                                                      "sample_every": 5000, "encoder_image_size": 256}}

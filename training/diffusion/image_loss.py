@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import torch
 
-from engine.metrics.perceptual import PerceptualDistance
+from engine.metrics.vgg import perceptual_distance
 from engine.render import RenderConfig, pixel_rays, render_rays
 from training.diffusion.dataset import TriplaneSet
 
 
 class PatchLoss:
     def __init__(self, data: TriplaneSet, patch: int, scales: tuple[float, ...], samples: int,
-                 perceptual_weight: float, device: torch.device) -> None:
+                 perceptual_weight: float, device: torch.device, vgg16_weights: str = "") -> None:
         self.data, self.patch, self.scales, self.device = data, patch, scales, device
         self.decoder = data.decoder.to(device).requires_grad_(False)
         self.render = RenderConfig(samples=samples, background="white")
         self.perceptual_weight = perceptual_weight
-        self.perceptual = PerceptualDistance().to(device) if perceptual_weight > 0 else None
+        self.perceptual = perceptual_distance(vgg16_weights).to(device) if perceptual_weight > 0 else None
         self.full_size = data.image_size(0)
 
     def __call__(self, planes: torch.Tensor, indices: list[int], generator: torch.Generator,

@@ -70,7 +70,7 @@ class StageTrainer:
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.ddp = self._wrap(self.model)
         self.patch_loss = (PatchLoss(data, config.patch_size, config.patch_scales, config.patch_samples,
-                                     config.perceptual_weight, torch.device(device))
+                                     config.perceptual_weight, torch.device(device), config.vgg16_weights)
                            if self.role == "upsample" and config.image_loss_weight > 0 else None)
 
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
