@@ -35,6 +35,9 @@ class DiffusionStageConfig(ConfigMixin):
     """epsilon (base, with learned-range variance) or sample (x0-prediction, the upsampler's Eq. 5)."""
     clip_range: float = 0.0
     """Clip predicted x0 to ±clip_range (normalised units) while sampling; 0 = no clipping."""
+    lowres_residual: bool = False
+    """upsample with x0-prediction: the network predicts the residual over the upsampled low-res input, so an
+    untrained upsampler already returns the bicubic upsampling and training only has to add detail."""
     unet: TriplaneUNetConfig = field(default_factory=lambda: TriplaneUNetConfig.preset("base_tiny"))
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
 
@@ -49,6 +52,8 @@ class DiffusionStageConfig(ConfigMixin):
         if wants_lowres != (self.lowres_resolution > 0) or wants_lowres != (self.unet.lowres_channels > 0):
             raise ConfigError("an upsample stage needs lowres_resolution > 0 and unet.lowres_channels > 0; "
                               "a base stage needs both 0")
+        if self.lowres_residual and (self.role != "upsample" or self.prediction_type != "sample"):
+            raise ConfigError("lowres_residual needs role upsample and prediction_type sample")
         if self.clip_range < 0:
             raise ConfigError(f"clip_range must be ≥ 0 (got {self.clip_range})")
 
@@ -65,7 +70,7 @@ def stage_config(role: str, preset: str) -> DiffusionStageConfig:
                                     clip_range=0.0, unet=unet, schedule=ScheduleConfig(name="cosine_light"))
     lowres = {"tiny": 32, "paper": 128}[preset]
     return DiffusionStageConfig(role="upsample", resolution=unet.resolution, lowres_resolution=lowres,
-                                prediction_type="sample", clip_range=0.0, unet=unet,
+                                prediction_type="sample", clip_range=0.0, lowres_residual=True, unet=unet,
                                 schedule=ScheduleConfig(name="sigmoid", timesteps=1000))
 
 
@@ -113,7 +118,11 @@ class DiffusionStage(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, portrait: dict[str, torch.Tensor] | None = None,
                 drop: torch.Tensor | None = None, lowres: torch.Tensor | None = None) -> torch.Tensor:
-        return self.unet(x, t, portrait=portrait, drop=drop, lowres=lowres)
+        out = self.unet(x, t, portrait=portrait, drop=drop, lowres=lowres)
+        if self.config.lowres_residual:
+            channels = self.config.channels
+            out = torch.cat([out[:, :channels] + lowres, out[:, channels:]], 1)
+        return out
 
     # ------------------------------------------------------------------------------------------- on disk
     def save(self, folder: Path, metadata: dict[str, str] | None = None) -> str:
