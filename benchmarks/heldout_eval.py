@@ -16,7 +16,7 @@ from engine.io import atomic_write_json
 from engine.pipeline import AvatarPipeline
 from training.diffusion.evaluate import Retrieval, evaluate_methods, markdown_table, standard_methods
 
-LABELS = {"cascade": "RodinHD tiny (cascade)", "base_only": "RodinHD tiny (base only, 32² upsampled)",
+LABELS = {"cascade": "RodinHD tiny (cascade)", "base_only": "RodinHD tiny (base only: the 32² triplane)",
           "unconditional": "unconditional samples (same seeds)", "retrieval": "nearest-neighbour retrieval"}
 
 

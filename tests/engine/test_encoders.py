@@ -23,13 +23,7 @@ TINY_AE = {"block_out_channels": (16, 32, 32, 32), "down_block_types": ("DownEnc
            "norm_num_groups": 8, "layers_per_block": 1}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a busy 2-core machine, two threads stall each other (100× slower steps)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,13 +22,7 @@ TINY = VAEConfig.preset("tiny").replace(image_size=32, block_out_channels=(8, 16
                                         batch_size=2, steps=6, log_every=2, checkpoint_every=3)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One torch thread: on a busy 2-core machine, two threads stall each other (100× slower steps)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make_dataset(root, count: int = 4, portraits: bool = True):

@@ -22,6 +22,17 @@ def config_to_dict(config: Any) -> dict[str, Any]:
         raise TypeError(f"run config is not JSON-serialisable: {exc}") from None
 
 
+def with_defaults(stored: dict[str, Any], config_class: type | None) -> dict[str, Any]:
+    """A stored config with fields added to the class since the run started filled with their defaults, so a
+    newer version of the code can resume an older run (an absent field means "the default of that time")."""
+    if config_class is None or not hasattr(config_class, "from_dict"):
+        return stored
+    try:
+        return config_to_dict(config_class.from_dict(stored))
+    except Exception:  # noqa: BLE001 - a stored config the class cannot read is compared as it is
+        return stored
+
+
 def resume_may_change(config: Any, extra: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
     """Fields allowed to differ on resume: `extra` plus the config class's `RESUME_MAY_CHANGE`, if any."""
     declared = getattr(config, "RESUME_MAY_CHANGE", ()) or ()

@@ -68,7 +68,7 @@ class Run:
         data = configs.config_to_dict(config)
         may_change = configs.resume_may_change(config, resume_may_change)
         if resume:
-            return cls._resume(path, kind, data, may_change, keep_last)
+            return cls._resume(path, kind, data, may_change, keep_last, type(config))
         return cls._start(path, kind, data, keep_last)
 
     @classmethod
@@ -85,11 +85,11 @@ class Run:
 
     @classmethod
     def _resume(cls, path: Path, kind: str, data: dict[str, Any], may_change: tuple[str, ...],
-                keep_last: int | None) -> "Run":
+                keep_last: int | None, config_class: type | None = None) -> "Run":
         stored = read_run_config(path, action="resume")
         if stored["kind"] != kind:
             raise UserError(f"cannot resume {path}: it is a {stored['kind']!r} run, not {kind!r}")
-        diffs = configs.config_differences(stored["config"], data)
+        diffs = configs.config_differences(configs.with_defaults(stored["config"], config_class), data)
         refused = [d for d in diffs if not configs.allowed(d[0], may_change)]
         if refused:
             allowed_text = f"only {', '.join(may_change)} may change" if may_change else "no field may change"

@@ -1,0 +1,15 @@
+"""Fixtures shared by every test package."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module: on a busy 2-core machine two threads stall each other (steps up to 100×
+    slower), and results stay bit-reproducible. Use with `pytestmark = pytest.mark.usefixtures(...)`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
