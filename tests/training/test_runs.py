@@ -99,6 +99,18 @@ def test_resume_with_equal_config_or_an_allowed_change(tmp_path):
     assert "steps (100 → 500)" in (tmp_path / "a" / "log.txt").read_text()
 
 
+def test_resume_a_run_older_than_a_config_field(tmp_path):
+    """A field added to the config class after the run started is read as its default, not as a change."""
+    Run.create(tmp_path / "a", "fit", TinyConfig())
+    path = tmp_path / "a" / "config.json"
+    stored = json.loads(path.read_text())
+    del stored["config"]["width"]
+    path.write_text(json.dumps(stored))
+    Run.create(tmp_path / "a", "fit", TinyConfig(), resume=True)  # width absent = the default 8: accepted
+    with pytest.raises(UserError, match=r"width \(8 → 16\)"):
+        Run.create(tmp_path / "a", "fit", TinyConfig(width=16), resume=True)
+
+
 def test_resume_config_mismatch_names_the_fields(tmp_path):
     Run.create(tmp_path / "a", "fit", TinyConfig())
     with pytest.raises(UserError) as info:
