@@ -7,6 +7,7 @@ Baseline, measured in the same run: the same step with the authors' across-the-s
 
 `--paper` builds the paper presets (base: 192 channels, mult 1-1-2-3-4 on 32×128² triplanes; upsampler to 512²)
 and runs one step of each, printing time and peak memory (a GPU is the place for it; it runs on a CPU, slowly).
+On a 24 GB CPU machine the paper upsampler's step needs `--checkpointing` (without it: killed, out of memory).
 """
 from __future__ import annotations
 
@@ -26,10 +27,12 @@ def portrait_features(unet, batch: int) -> dict[str, torch.Tensor]:
     return feats
 
 
-def one_step(role: str, preset: str, batch: int, device: str, plane_padding: bool = True) -> dict[str, float]:
+def one_step(role: str, preset: str, batch: int, device: str, plane_padding: bool = True,
+             checkpointing: bool = False) -> dict[str, float]:
     config = stage_config(role, preset)
     config = config.replace(unet=config.unet.replace(plane_padding=plane_padding))
     stage = DiffusionStage(config).to(device)
+    stage.unet.gradient_checkpointing = checkpointing  # recompute activations in backward: less memory
     size, c = config.resolution, config.channels
     x0 = torch.randn(batch, c, size, 3 * size, device=device)
     t = torch.randint(stage.diffusion.num_timesteps, (batch,), device=device)
@@ -58,10 +61,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--paper", action="store_true")
+    parser.add_argument("--roles", nargs="+", default=["base", "upsample"], choices=("base", "upsample"))
+    parser.add_argument("--checkpointing", action="store_true", help="gradient checkpointing in the paper steps")
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"device {args.device}, {torch.get_num_threads()} threads, batch {args.batch}")
-    for role in ("base", "upsample"):
+    for role in args.roles:
         ours = one_step(role, "tiny", args.batch, args.device)
         seams = one_step(role, "tiny", args.batch, args.device, plane_padding=False)
         ratio = ours["train_step_s"] / seams["train_step_s"]
@@ -69,8 +74,8 @@ def main() -> None:
               f"(across-seams baseline {seams['train_step_s']:.3f} s, ratio {ratio:.2f}); "
               f"sampling forward {ours['sample_forward_s']:.3f} s")
     if args.paper:
-        for role in ("base", "upsample"):
-            result = one_step(role, "paper", 1, args.device)
+        for role in args.roles:
+            result = one_step(role, "paper", 1, args.device, checkpointing=args.checkpointing)
             peak = (torch.cuda.max_memory_allocated() / 2**30 if args.device.startswith("cuda")
                     else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
             print(f"paper {role:8s}: {result['params_M']:.1f} M params; train step (batch 1) "
