@@ -54,11 +54,12 @@ def encode_portraits(encoder: PortraitEncoder, portraits: torch.Tensor, device: 
 class StageTrainer:
     """Holds the data, model, EMA and optimiser of one stage and performs steps."""
 
-    def __init__(self, data: TriplaneSet, config: DiffusionTrainConfig, placement: Placement, device: str):
+    def __init__(self, data: TriplaneSet, config: DiffusionTrainConfig, placement: Placement, device: str,
+                 encoder: PortraitEncoder | None = None):
         self.data, self.config, self.placement, self.device = data, config, placement, device
         stage_config = config.stage
         self.role = stage_config.role
-        self.encoder = make_encoder(config, device)
+        self.encoder = (encoder if encoder is not None else make_encoder(config, device)).to(device)
         self.features = encode_portraits(self.encoder, data.portraits(self.encoder.image_size), device)
         self.targets = data.at_resolution(stage_config.resolution).to(device)
         self.lowres = (data.at_resolution(stage_config.lowres_resolution).to(device)
@@ -158,8 +159,9 @@ def train_stage(data: Path, triplanes: Path, out: Path, config: DiffusionTrainCo
         if dataset.resolution % config.stage.resolution:
             raise UserError(f"{triplanes}: {dataset.resolution}² triplanes cannot make the stage's "
                             f"{config.stage.resolution}² ones")
-        config = matched_to_encoder(config, make_encoder(config, "cpu"))
-        trainer = StageTrainer(dataset, config, placement, device)
+        encoder = make_encoder(config, device)
+        config = matched_to_encoder(config, encoder)
+        trainer = StageTrainer(dataset, config, placement, device, encoder)
         run = Run.create(out, f"diffusion_{config.stage.role}", config, resume=resume) if placement.is_main else None
         start = _restore(trainer, run, out, placement) if resume else 0
         return _loop(trainer, run, start, Path(out), {"data": str(data), "triplanes": str(triplanes)})
