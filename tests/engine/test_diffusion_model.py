@@ -48,6 +48,9 @@ def test_fresh_residual_upsampler_returns_the_upsampled_input():
     with pytest.raises(ConfigError, match="lowres_residual needs"):
         small("base", lowres_residual=True)
     assert stage_config("upsample", "tiny").lowres_residual
+    # the paper's ε-prediction for the paper preset; x0 for the CPU-sized one (docs/diffusion.md)
+    assert stage_config("base", "paper").prediction_type == "epsilon"
+    assert stage_config("base", "tiny").prediction_type == "sample"
 
 
 def test_clipping_keeps_x0_inside_the_triplane_range():
