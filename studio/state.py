@@ -1,0 +1,166 @@
+"""The studio's state without Qt: the portrait, the generation settings, the current avatar, the camera and the
+history. Widgets bind to it both ways: they call its setters and subscribe to hear what changed, so every rule
+(validation, seed handling, camera limits) lives here once and is tested without a display."""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from engine.avatar import Avatar, orbit_camera
+from engine.cameras import DEFAULT_ORBIT
+from engine.errors import UserError
+from engine.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS, GUIDANCE_RANGE, STAGES
+
+SAMPLER_CHOICES = ("ddpm", "ddim", "dpmsolver++")  # engine.diffusion.sampling.SAMPLERS, without importing diffusers
+MAX_SEED = 2**31 - 1
+ELEVATION_LIMIT = 89.0
+RADIUS_RANGE = (1.2, 8.0)
+VIEW_PRESETS = {"front": (0.0, 0.0), "side": (90.0, 0.0), "back": (180.0, 0.0)}
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    guidance: float = DEFAULT_GUIDANCE
+    steps: int = DEFAULT_STEPS
+    sampler: str = "ddim"
+    seed: int = 0
+    seed_locked: bool = True
+    stages: str = "cascade"
+
+    def validate(self, max_steps: int = 1000) -> "GenerationSettings":
+        lo, hi = GUIDANCE_RANGE
+        if not lo <= self.guidance <= hi:
+            raise UserError(f"guidance must be between {lo:g} and {hi:g} (got {self.guidance})")
+        if not 1 <= self.steps <= max_steps:
+            raise UserError(f"steps must be between 1 and {max_steps} (got {self.steps})")
+        if self.sampler not in SAMPLER_CHOICES:
+            raise UserError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLER_CHOICES)}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"seed must be between 0 and {MAX_SEED} (got {self.seed})")
+        if self.stages not in STAGES:
+            raise UserError(f"stages must be one of {', '.join(STAGES)} (got {self.stages!r})")
+        return self
+
+    def pipeline_kwargs(self) -> dict[str, Any]:
+        return {"guidance": self.guidance, "steps": self.steps, "sampler": self.sampler, "seed": self.seed,
+                "stages": self.stages}
+
+
+@dataclass(frozen=True)
+class Camera:
+    """An orbit around the head: azimuth/elevation in degrees, distance from the target."""
+
+    azimuth: float = 0.0
+    elevation: float = 0.0
+    radius: float = DEFAULT_ORBIT.radius
+
+    def orbited(self, d_azimuth: float, d_elevation: float) -> "Camera":
+        elevation = max(-ELEVATION_LIMIT, min(ELEVATION_LIMIT, self.elevation + d_elevation))
+        return replace(self, azimuth=(self.azimuth + d_azimuth) % 360.0, elevation=elevation)
+
+    def zoomed(self, factor: float) -> "Camera":
+        if not math.isfinite(factor) or factor <= 0:
+            return self
+        lo, hi = RADIUS_RANGE
+        return replace(self, radius=max(lo, min(hi, self.radius * factor)))
+
+    @classmethod
+    def preset(cls, name: str) -> "Camera":
+        if name not in VIEW_PRESETS:
+            raise UserError(f"unknown view {name!r}; choose one of {', '.join(VIEW_PRESETS)}")
+        azimuth, elevation = VIEW_PRESETS[name]
+        return cls(azimuth, elevation)
+
+    def c2w(self) -> np.ndarray:
+        return orbit_camera(self.azimuth, self.elevation, self.radius)
+
+
+@dataclass
+class HistoryEntry:
+    avatar: Avatar
+    portrait: Path | None
+    settings: GenerationSettings
+
+
+Listener = Callable[[str], None]
+
+
+@dataclass
+class StudioState:
+    """Setters validate, change one thing and tell every listener its name: "portrait", "settings", "avatar",
+    "camera" or "history". A rejected change raises UserError and leaves the state as it was."""
+
+    portrait: Path | None = None
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    avatar: Avatar | None = None
+    camera: Camera = field(default_factory=Camera)
+    history: list[HistoryEntry] = field(default_factory=list)
+    max_history: int = 50
+    _listeners: list[Listener] = field(default_factory=list, repr=False)
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener(name)` after each change; returns a function that unsubscribes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def _changed(self, name: str) -> None:
+        for listener in list(self._listeners):
+            listener(name)
+
+    def set_portrait(self, path: str | Path | None) -> None:
+        if path is not None and not Path(path).is_file():
+            raise UserError(f"{path}: no such portrait file")
+        self.portrait = Path(path) if path is not None else None
+        self._changed("portrait")
+
+    def update_settings(self, **changes: Any) -> GenerationSettings:
+        settings = replace(self.settings, **changes).validate()
+        if settings != self.settings:
+            self.settings = settings
+            self._changed("settings")
+        return settings
+
+    def seed_for_next_run(self, rng: random.Random | None = None) -> int:
+        """The seed the next generation uses: the locked one, or a fresh random one (then shown in the UI)."""
+        if not self.settings.seed_locked:
+            self.update_settings(seed=(rng or random.Random()).randint(0, MAX_SEED))
+        return self.settings.seed
+
+    def set_avatar(self, avatar: Avatar) -> None:
+        """A finished generation: becomes the current avatar and the newest history entry."""
+        self.avatar = avatar
+        self.history.append(HistoryEntry(avatar, self.portrait, self.settings))
+        del self.history[:-self.max_history]
+        self._changed("avatar")
+        self._changed("history")
+
+    def reopen(self, index: int) -> None:
+        """Make history entry `index` current again, with the portrait and settings it was made with."""
+        if not -len(self.history) <= index < len(self.history):
+            raise UserError(f"no history entry {index} (there are {len(self.history)})")
+        entry = self.history[index]
+        self.avatar, self.portrait, self.settings = entry.avatar, entry.portrait, entry.settings
+        for name in ("avatar", "portrait", "settings"):
+            self._changed(name)
+
+    def orbit(self, d_azimuth: float, d_elevation: float) -> None:
+        self._set_camera(self.camera.orbited(d_azimuth, d_elevation))
+
+    def zoom(self, factor: float) -> None:
+        self._set_camera(self.camera.zoomed(factor))
+
+    def view(self, name: str) -> None:
+        self._set_camera(Camera.preset(name))
+
+    def reset_camera(self) -> None:
+        self._set_camera(Camera())
+
+    def _set_camera(self, camera: Camera) -> None:
+        if camera != self.camera:
+            self.camera = camera
+            self._changed("camera")
