@@ -32,6 +32,15 @@ def unit_normalize(f: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
     return f * torch.rsqrt(f.square().sum(1, keepdim=True) + eps)
 
 
+def feature_distance(features: list[torch.Tensor], batch: int, eps: float = 1e-10) -> torch.Tensor:
+    """LPIPS's form with equal weights: each feature map [2B, C, H, W] holds pred (first B) then target; → [B]."""
+    terms = []
+    for f in features:
+        f = unit_normalize(f, eps)
+        terms.append((f[:batch] - f[batch:]).square().sum(1).flatten(1).mean(1))
+    return torch.stack(terms, 0).mean(0)
+
+
 class PerceptualDistance(nn.Module):
     """MobileNetV2 feature distance (LPIPS substitute); see the module docstring for the formula and caveats.
 
@@ -61,12 +70,8 @@ class PerceptualDistance(nn.Module):
         pred, target, unbatched = as_image_batch(pred, target)
         b = pred.shape[0]
         feats = self.backbone(torch.cat([pred, target], 0))  # one pass; eval-mode BN keeps the halves independent
-        terms = []
-        for f in feats.values():
-            f = unit_normalize(f, self.eps)
-            terms.append((f[:b] - f[b:]).square().sum(1).flatten(1).mean(1))
-        out = torch.stack(terms, 0).mean(0)
+        out = feature_distance(list(feats.values()), b, self.eps)
         return out[0] if unbatched else out
 
 
-__all__ = ["NAME", "DEFAULT_STAGES", "PerceptualDistance", "unit_normalize"]
+__all__ = ["NAME", "DEFAULT_STAGES", "PerceptualDistance", "feature_distance", "unit_normalize"]

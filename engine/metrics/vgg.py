@@ -13,7 +13,7 @@ from engine.errors import UserError
 
 from .image import as_image_batch
 from .mobilenet import IMAGENET_MEAN, IMAGENET_STD
-from .perceptual import unit_normalize
+from .perceptual import feature_distance
 
 VGG_NAME = "VGG16 feature distance (LPIPS form without learned weights)"
 # torchvision's vgg16().features: channels per conv, "M" = max-pool
@@ -77,13 +77,12 @@ class VGGPerceptualDistance(nn.Module):
         pred, target, unbatched = as_image_batch(pred, target)
         b = pred.shape[0]
         h = (torch.cat([pred, target]) - self.mean) / self.std
-        terms = []
+        taps = []
         for i, layer in enumerate(self.features[: TAPS[-1] + 1]):
             h = layer(h)
             if i in TAPS:
-                f = unit_normalize(h)
-                terms.append((f[:b] - f[b:]).square().sum(1).flatten(1).mean(1))
-        out = torch.stack(terms).mean(0)
+                taps.append(h)
+        out = feature_distance(taps, b)
         return out[0] if unbatched else out
 
 
