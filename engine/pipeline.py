@@ -50,7 +50,8 @@ class Progress:
 Callback = Callable[[Progress], Any]
 
 
-def _check_settings(guidance: float, steps: int, sampler: str, stages: str, timesteps: int) -> None:
+def check_settings(guidance: float, steps: int, sampler: str, stages: str, timesteps: int) -> None:
+    """The generation settings a user can get wrong, each refused with one clear message."""
     lo, hi = GUIDANCE_RANGE
     if not lo <= float(guidance) <= hi:
         raise UserError(f"guidance must be between {lo:g} and {hi:g} (got {guidance})")
@@ -156,9 +157,9 @@ class AvatarPipeline:
         upsample_steps = steps if upsample_steps is None else upsample_steps
         if stages == "cascade" and self.upsample is None:
             raise UserError("this model has no upsample stage; use stages='base'")
-        _check_settings(guidance, steps, sampler, stages, self.base.config.schedule.timesteps)
+        check_settings(guidance, steps, sampler, stages, self.base.config.schedule.timesteps)
         if stages == "cascade":
-            _check_settings(1.0, upsample_steps, sampler, stages, self.upsample.config.schedule.timesteps)
+            check_settings(1.0, upsample_steps, sampler, stages, self.upsample.config.schedule.timesteps)
         generator = torch.Generator().manual_seed(int(seed))
         t0 = time.perf_counter()
         planes = sample_stage(self.base, features, guidance=guidance, steps=steps, sampler=sampler,

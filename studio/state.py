@@ -14,9 +14,8 @@ import numpy as np
 from engine.avatar import Avatar, orbit_camera
 from engine.cameras import DEFAULT_ORBIT
 from engine.errors import UserError
-from engine.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS, GUIDANCE_RANGE, STAGES
+from engine.pipeline import DEFAULT_GUIDANCE, DEFAULT_STEPS, check_settings
 
-SAMPLER_CHOICES = ("ddpm", "ddim", "dpmsolver++")  # engine.diffusion.sampling.SAMPLERS, without importing diffusers
 MAX_SEED = 2**31 - 1
 ELEVATION_LIMIT = 89.0
 RADIUS_RANGE = (1.2, 8.0)
@@ -33,17 +32,9 @@ class GenerationSettings:
     stages: str = "cascade"
 
     def validate(self, max_steps: int = 1000) -> "GenerationSettings":
-        lo, hi = GUIDANCE_RANGE
-        if not lo <= self.guidance <= hi:
-            raise UserError(f"guidance must be between {lo:g} and {hi:g} (got {self.guidance})")
-        if not 1 <= self.steps <= max_steps:
-            raise UserError(f"steps must be between 1 and {max_steps} (got {self.steps})")
-        if self.sampler not in SAMPLER_CHOICES:
-            raise UserError(f"unknown sampler {self.sampler!r}; choose one of {', '.join(SAMPLER_CHOICES)}")
+        check_settings(self.guidance, self.steps, self.sampler, self.stages, max_steps)
         if not 0 <= self.seed <= MAX_SEED:
             raise UserError(f"seed must be between 0 and {MAX_SEED} (got {self.seed})")
-        if self.stages not in STAGES:
-            raise UserError(f"stages must be one of {', '.join(STAGES)} (got {self.stages!r})")
         return self
 
     def pipeline_kwargs(self) -> dict[str, Any]:
