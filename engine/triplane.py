@@ -6,9 +6,11 @@ the row coordinate is y; for XZ column = x, row = z; for YZ column = y, row = z.
 (EG3D shipped XY, XZ, ZX; the test in tests/engine/test_triplane.py pins ours down.)
 
 Files: safetensors with the planes in fp16 and metadata naming the decoder (its hash) they were fitted with.
+Self-contained avatar files (engine.avatar) also hold the decoder's tensors ("decoder." prefix) and config.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Literal
@@ -64,33 +66,73 @@ def total_variation(planes: torch.Tensor) -> torch.Tensor:
     return dx.pow(2).mean() + dy.pow(2).mean()
 
 
-def save_triplane(path: Path, planes: torch.Tensor, decoder_hash: str, extra: dict | None = None) -> None:
-    """Write `planes` as fp16 safetensors (atomic), recording the decoder hash and any extra metadata."""
+def save_triplane(path: Path, planes: torch.Tensor, decoder_hash: str, extra: dict | None = None,
+                  tensors: dict[str, torch.Tensor] | None = None, metadata: dict[str, str] | None = None) -> None:
+    """Write `planes` as fp16 safetensors (atomic), recording the decoder hash and any extra metadata.
+
+    `tensors` are stored beside the planes as they are (a self-contained avatar keeps its decoder there under a
+    "decoder." prefix, fp32); `metadata` adds string entries to the file's header. Readers that only want the
+    planes (`load_triplane`) ignore both.
+    """
     if planes.dim() != 4 or planes.shape[0] != 3:
         raise ValueError(f"planes must be [3, C, R, R], got {list(planes.shape)}")
-    meta = {"format": FORMAT, "decoder_hash": decoder_hash, "extra": json.dumps(extra or {})}
-    tensor = planes.detach().to("cpu", torch.float16).contiguous()
-    atomic_write(Path(path), lambda tmp: save_file({"planes": tensor}, str(tmp), metadata=meta))
+    meta = {**(metadata or {}), "format": FORMAT, "decoder_hash": decoder_hash, "extra": json.dumps(extra or {})}
+    stored = {name: t.detach().to("cpu").contiguous() for name, t in (tensors or {}).items()}
+    if "planes" in stored:
+        raise ValueError("the extra tensors may not be called 'planes'")
+    stored["planes"] = planes.detach().to("cpu", torch.float16).contiguous()
+    atomic_write(Path(path), lambda tmp: save_file(stored, str(tmp), metadata=meta))
 
 
-def load_triplane(path: Path, expect_decoder_hash: str | None = None, device: str | torch.device = "cpu",
-                  ) -> tuple[torch.Tensor, dict]:
-    """Read a triplane file → (planes float32 [3, C, R, R], metadata). Refuses a decoder-hash mismatch."""
+def triplane_hash(planes: torch.Tensor) -> str:
+    """A short content hash of a triplane as it is stored (fp16): the same before saving and after loading."""
+    stored = planes.detach().to("cpu", torch.float16).contiguous()
+    h = hashlib.sha256(json.dumps(list(stored.shape)).encode())
+    h.update(stored.view(torch.int16).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _read(path: Path, prefix: str | None) -> tuple[torch.Tensor, dict, dict[str, torch.Tensor]]:
+    """(planes as stored, header metadata, the tensors named `prefix`… with the prefix removed)."""
     path = Path(path)
-    if path.suffix in (".pt", ".pth", ".ckpt"):
+    if path.suffix in (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin"):
         raise UserError(f"{path}: pickled checkpoints are not loaded; triplanes are .safetensors files")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, not a triplane file")
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = dict(f.metadata() or {})
             planes = f.get_tensor("planes")
+            extra = {} if prefix is None else {k[len(prefix):]: f.get_tensor(k) for k in f.keys()
+                                                if k.startswith(prefix)}
     except FileNotFoundError:
         raise UserError(f"{path}: no such triplane file") from None
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for corrupt files
         raise UserError(f"{path}: not a readable triplane file ({exc})") from exc
     if meta.get("format") != FORMAT or planes.dim() != 4 or planes.shape[0] != 3:
         raise UserError(f"{path}: not a RodinHD triplane (format {meta.get('format')!r}, shape {list(planes.shape)})")
+    try:
+        meta["extra"] = json.loads(meta.get("extra", "{}"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: damaged metadata ({exc.msg})") from exc
+    return planes, meta, extra
+
+
+def load_triplane(path: Path, expect_decoder_hash: str | None = None, device: str | torch.device = "cpu",
+                  ) -> tuple[torch.Tensor, dict]:
+    """Read a triplane file → (planes float32 [3, C, R, R], metadata). Refuses a decoder-hash mismatch.
+
+    Works for plain triplane files and self-contained avatar files alike (their decoder tensors are ignored).
+    """
+    planes, meta, _ = _read(path, None)
     if expect_decoder_hash is not None and meta.get("decoder_hash") != expect_decoder_hash:
         raise UserError(f"{path}: fitted with decoder {meta.get('decoder_hash')}, but the decoder given is "
                         f"{expect_decoder_hash}; a triplane only renders correctly with its own decoder")
-    meta["extra"] = json.loads(meta.get("extra", "{}"))
     return planes.to(device, torch.float32), meta
+
+
+def load_triplane_with(path: Path, prefix: str, device: str | torch.device = "cpu",
+                       ) -> tuple[torch.Tensor, dict, dict[str, torch.Tensor]]:
+    """Like `load_triplane` (no hash check), also returning the tensors stored under `prefix` (prefix removed)."""
+    planes, meta, extra = _read(path, prefix)
+    return planes.to(device, torch.float32), meta, extra

@@ -11,7 +11,7 @@ import torch
 from engine.avatar import Avatar
 from engine.decoder import DecoderConfig, TriplaneDecoder
 from engine.errors import UserError
-from studio.state import ELEVATION_LIMIT, RADIUS_RANGE, Camera, StudioState
+from studio.state import ELEVATION_LIMIT, RADIUS_RANGE, Camera, GenerationSettings, StudioState
 
 
 @pytest.fixture
@@ -88,3 +88,38 @@ def test_history_keeps_what_made_each_avatar(state, tmp_path):
     state.max_history = 2
     state.set_avatar(avatar(5))
     assert [e.avatar.metadata["seed"] for e in state.history] == [4, 5]
+
+
+def test_pan_moves_the_target_in_the_view_plane_and_is_bounded(state):
+    state.pan(0.1, 0.0)
+    right = Camera().c2w()[:3, 0]
+    moved = np.asarray(state.camera.target) - np.asarray(Camera().target)
+    assert np.allclose(moved, right * 0.1 * state.camera.radius)
+    for _ in range(100):
+        state.pan(1.0, 1.0)
+    assert np.abs(state.camera.target).max() <= 1.5
+    c2w = state.camera.c2w()
+    forward = -c2w[:3, 2]
+    to_target = np.asarray(state.camera.target) - c2w[:3, 3]
+    assert np.allclose(np.cross(forward, to_target / np.linalg.norm(to_target)), 0, atol=1e-9)
+    state.reset_camera()
+    assert state.camera == Camera()
+
+
+def test_background_portrait_options_and_unconditional_settings(state, tmp_path):
+    state.set_background((0.0, 0.5, 1.0))
+    with pytest.raises(UserError, match="background"):
+        state.set_background((2.0, 0.0, 0.0))
+    assert state.background == (0.0, 0.5, 1.0)
+    with pytest.raises(UserError, match="crop"):
+        state.update_portrait_options(crop=(0, 0, 2))
+    state.update_portrait_options(crop=(1, 2, 64), detect=False)
+    photo = tmp_path / "a.png"
+    photo.write_bytes(b"x")
+    state.set_portrait(photo)
+    assert state.portrait_options.crop is None and not state.portrait_options.detect  # a new photo, a new crop
+    state.update_settings(unconditional=True)
+    assert "guidance" not in state.settings.pipeline_kwargs()
+    record = {"mode": "unconditional", "seed": 7, "steps": 3, "sampler": "ddim", "stages": "base", "guidance": 1.0}
+    settings = GenerationSettings.from_record(record)
+    assert settings.unconditional and settings.seed == 7 and settings.stages == "base"

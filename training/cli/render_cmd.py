@@ -1,4 +1,8 @@
-"""`rodinhd render`: images of a fitted (or generated) triplane with its decoder — orbit views or a turntable."""
+"""`rodinhd render`: images of a fitted (or generated) triplane with its decoder — orbit views or a turntable.
+
+The triplane is a plain triplane file (then --decoder is needed), or an avatar: a folder holding avatar.safetensors,
+or a self-contained avatar file (these carry their decoder; --decoder is then optional and, if given, checked).
+"""
 from __future__ import annotations
 
 import argparse
@@ -15,8 +19,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "render", help="render a triplane with its decoder (views on an orbit, or a turntable GIF/MP4)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("triplane", type=Path, help="triplane .safetensors file")
-    p.add_argument("--decoder", type=Path, required=True, help="decoder folder, or a fit run folder holding decoder/")
+    p.add_argument("triplane", type=Path,
+                   help="triplane .safetensors file, avatar folder or self-contained avatar file")
+    p.add_argument("--decoder", type=Path,
+                   help="decoder folder, model folder or fit run folder holding decoder/ (needed for plain "
+                        "triplanes and avatars saved before avatars held their decoder)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--views", type=int_arg, default=8, help="views on the orbit spiral (view 0 frontal)")
@@ -46,17 +53,24 @@ def run(args) -> int:
     import torch
     from tqdm import tqdm
 
+    from engine.avatar import TRIPLANE_FILE, Avatar
     from engine.cameras import DEFAULT_FOV_DEGREES
     from engine.decoder import decoder_hash, load_decoder
+    from engine.frames import write_frames
     from engine.render import RenderConfig, density_occupancy, render_image
     from engine.triplane import load_triplane
     from training.fit.stage2_run import decoder_folder
-    from engine.frames import write_frames
 
     if not 16 <= args.resolution <= 2048:
         raise UserError(f"--resolution must be between 16 and 2048 (got {args.resolution})")
-    decoder = load_decoder(decoder_folder(args.decoder), args.device)
-    planes, meta = load_triplane(args.triplane, decoder_hash(decoder), args.device)
+    source = args.triplane / TRIPLANE_FILE if args.triplane.is_dir() else args.triplane
+    if args.decoder is not None:
+        decoder = load_decoder(decoder_folder(args.decoder), args.device)
+        planes, meta = load_triplane(source, decoder_hash(decoder), args.device)
+    else:  # an avatar that carries its decoder
+        avatar = Avatar.load(args.triplane, device=args.device)
+        planes, decoder = avatar.planes, avatar.decoder
+        meta = {"decoder_hash": decoder_hash(decoder), "extra": avatar.metadata}
     if planes.shape[1] != decoder.config.channels:
         raise UserError(f"{args.triplane}: {planes.shape[1]} channels, but the decoder expects "
                         f"{decoder.config.channels}")

@@ -1,0 +1,533 @@
+"""The studio window: viewer in the middle, portrait / generation / library docks, menus, toolbar, status bar.
+
+Everything slow (loading the model, preparing a photo, generating, exporting) runs in a `Task` and reports to the
+status bar; a user's mistake shows in the message bar above the viewer and never replaces the current avatar.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtGui import QAction, QColor, QKeySequence
+from PySide6.QtWidgets import (QColorDialog, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
+                               QProgressBar, QToolBar, QVBoxLayout, QWidget)
+
+from engine.errors import UserError
+from studio.library import Library, LibraryEntry
+from studio.state import GenerationSettings, StudioState
+from studio.widgets.generation_panel import GenerationPanel
+from studio.widgets.library_panel import LibraryPanel
+from studio.widgets.message_bar import MessageBar
+from studio.widgets.portrait_panel import PortraitPanel
+from studio.widgets.viewer import AvatarViewer
+from studio.worker import Task
+
+IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)"
+MAX_RECENT = 8
+THUMBNAIL_SIZE = 128
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, model: Path | None, library: Library, settings: QSettings | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("RodinHD Studio")
+        self.setAcceptDrops(True)
+        self.state = StudioState()
+        self.library = library
+        self.settings = settings or QSettings("RodinHD", "Studio")
+        self.pipeline = None
+        self.tasks: dict[str, Task] = {}
+        self._latest_preview = None
+        self._build_widgets()
+        self._build_actions()
+        self._restore_layout()
+        self.state.subscribe(self._on_state)
+        self._update_enabled()
+        if model is not None:
+            self.load_model(model)
+        else:
+            self.message_bar.show_message("No model loaded: open one with File ▸ Open model…", "error")
+
+    # ------------------------------------------------------------------------------------------ layout
+    def _build_widgets(self) -> None:
+        self.viewer = AvatarViewer(self.state)
+        self.message_bar = MessageBar()
+        central = QWidget()
+        layout = QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.message_bar)
+        layout.addWidget(self.viewer, 1)
+        self.setCentralWidget(central)
+        self.portrait_panel = PortraitPanel(self.state)
+        self.generation_panel = GenerationPanel(self.state)
+        self.library_panel = LibraryPanel(self.library)
+        self._dock("Portrait", self.portrait_panel, Qt.LeftDockWidgetArea)
+        self._dock("Generation", self.generation_panel, Qt.RightDockWidgetArea)
+        self._dock("Library", self.library_panel, Qt.RightDockWidgetArea)
+        self.status_label = QLabel("Ready")
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(220)
+        self.progress.hide()
+        self.statusBar().addWidget(self.status_label, 1)
+        self.statusBar().addPermanentWidget(self.progress)
+        self.portrait_panel.open_requested.connect(self.choose_portrait)
+        self.portrait_panel.crop_requested.connect(self.choose_crop)
+        self.portrait_panel.options_changed.connect(self.change_portrait_options)
+        self.generation_panel.generate_requested.connect(self.generate)
+        self.generation_panel.cancel_requested.connect(self.cancel)
+        self.generation_panel.error.connect(lambda text: self.message_bar.show_message(text, "error"))
+        self.library_panel.open_requested.connect(self.open_entry)
+        self.library_panel.regenerate_requested.connect(self.regenerate_entry)
+        self.library_panel.compare_requested.connect(self.compare_entries)
+        self.library_panel.delete_requested.connect(self.delete_entry)
+        self._preview_timer = QTimer(self)
+        self._preview_timer.setSingleShot(True)
+        self._preview_timer.timeout.connect(self._show_latest_preview)
+
+    def _dock(self, title: str, widget: QWidget, area) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(f"dock_{title.lower()}")
+        dock.setWidget(widget)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text: str, slot: Callable, shortcut=None, tip: str = "") -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setStatusTip(tip or text)
+        action.setToolTip(f"{tip or text} ({QKeySequence(shortcut).toString()})" if shortcut else (tip or text))
+        action.triggered.connect(lambda *_: slot())
+        return action
+
+    def _build_actions(self) -> None:
+        a = self.actions_by_name = {
+            "open": self._action("&Open portrait…", self.choose_portrait, QKeySequence.Open, "Open a portrait photo"),
+            "open_model": self._action("Open &model…", self.choose_model, None, "Load a model folder"),
+            "export": self._action("&Export…", self.choose_export, "Ctrl+E", "Export the current avatar"),
+            "quit": self._action("&Quit", self.close, QKeySequence.Quit, "Quit the studio"),
+            "generate": self._action("&Generate", self.generate, "Ctrl+G", "Generate an avatar"),
+            "cancel": self._action("&Cancel", self.cancel, Qt.Key_Escape, "Cancel the running work"),
+            "front": self._action("&Front", lambda: self.state.view("front"), "1", "Front view"),
+            "side": self._action("&Side", lambda: self.state.view("side"), "2", "Side view"),
+            "back": self._action("&Back", lambda: self.state.view("back"), "3", "Back view"),
+            "reset": self._action("&Reset camera", self.state.reset_camera, "0", "Reset the camera"),
+            "turntable": self._action("&Turntable", self.toggle_turntable, "T", "Spin the avatar"),
+            "background": self._action("Background &colour…", self.choose_background, None,
+                                       "Viewer and export background colour"),
+        }
+        a["turntable"].setCheckable(True)
+        a["quit"].setShortcuts([QKeySequence.Quit, QKeySequence("Ctrl+Q")])
+        menus = self.menuBar()
+        file_menu = menus.addMenu("&File")
+        file_menu.addAction(a["open"])
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        file_menu.addAction(a["open_model"])
+        file_menu.addAction(a["export"])
+        file_menu.addSeparator()
+        file_menu.addAction(a["quit"])
+        generate_menu = menus.addMenu("&Generate")
+        generate_menu.addActions([a["generate"], a["cancel"]])
+        view_menu = menus.addMenu("&View")
+        view_menu.addActions([a["front"], a["side"], a["back"], a["reset"], a["turntable"], a["background"]])
+        view_menu.addSeparator()
+        for dock in self.findChildren(QDockWidget):
+            view_menu.addAction(dock.toggleViewAction())
+        help_menu = menus.addMenu("&Help")
+        help_menu.addAction(self._action("&About", self.about))
+        toolbar = QToolBar("Main")
+        toolbar.setObjectName("toolbar_main")
+        toolbar.addActions([a["open"], a["generate"], a["cancel"], a["export"]])
+        toolbar.addSeparator()
+        toolbar.addActions([a["front"], a["side"], a["back"], a["reset"], a["turntable"]])
+        self.addToolBar(toolbar)
+        self._fill_recent()
+
+    def _restore_layout(self) -> None:
+        geometry, layout = self.settings.value("geometry"), self.settings.value("window_state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        else:
+            self.resize(1280, 800)
+        if layout is not None:
+            self.restoreState(layout)
+
+    def closeEvent(self, event) -> None:
+        for task in list(self.tasks.values()):
+            task.cancel()
+            task.wait(10_000)
+        self.settings.setValue("geometry", self.saveGeometry())
+        self.settings.setValue("window_state", self.saveState())
+        super().closeEvent(event)
+
+    # ------------------------------------------------------------------------------------------ recent files
+    def recent_files(self) -> list[str]:
+        value = self.settings.value("recent_files") or []
+        return [value] if isinstance(value, str) else list(value)
+
+    def _remember(self, path: Path) -> None:
+        files = [str(path)] + [f for f in self.recent_files() if f != str(path)]
+        self.settings.setValue("recent_files", files[:MAX_RECENT])
+        self._fill_recent()
+
+    def _fill_recent(self) -> None:
+        self.recent_menu.clear()
+        for name in self.recent_files():
+            self.recent_menu.addAction(name, lambda checked=False, n=name: self.open_portrait(Path(n)))
+        self.recent_menu.setEnabled(bool(self.recent_files()))
+
+    # ------------------------------------------------------------------------------------------ tasks
+    def run_task(self, name: str, fn: Callable, on_success: Callable[[Any], None],
+                 on_progress: Callable[[Any], None] | None = None, label: str = "") -> Task | None:
+        """Start `fn(report)` in a worker unless a task of that name is running; outcomes go to the UI thread."""
+        if name in self.tasks:
+            self.message_bar.show_message(f"{label or name} is already running", "info")
+            return None
+        task = Task(fn, name, self)
+        self.tasks[name] = task
+        task.succeeded.connect(on_success)
+        if on_progress is not None:
+            task.progressed.connect(on_progress)
+        task.failed.connect(lambda text: self.message_bar.show_message(text, "error"))
+        task.cancelled.connect(lambda: self.status_label.setText(f"{label or name} cancelled"))
+        task.done.connect(lambda: self._task_done(name))
+        self.status_label.setText(f"{label or name}…")
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        task.start()
+        self._update_enabled()
+        return task
+
+    def _task_done(self, name: str) -> None:
+        task = self.tasks.pop(name, None)
+        if task is not None:
+            task.wait()
+            task.deleteLater()
+        if not self.tasks:
+            self.progress.hide()
+        if name == "generate":
+            self.generation_panel.set_running(False)
+            if self.state.avatar is not None or self.viewer.refine_enabled is False:
+                self.viewer.show_planes(*self._current_planes())
+        self._update_enabled()
+
+    def _current_planes(self):
+        avatar = self.state.avatar
+        return (None, None) if avatar is None else (avatar.planes, avatar.decoder)
+
+    def busy(self) -> bool:
+        return bool(self.tasks)
+
+    def cancel(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+        if self.viewer.turntable_running:
+            self.toggle_turntable(False)
+
+    def _update_enabled(self) -> None:
+        generating = "generate" in self.tasks
+        ready = (self.pipeline is not None and "model" not in self.tasks and "portrait" not in self.tasks
+                 and (self.state.settings.unconditional or self.state.prepared is not None))
+        self.generation_panel.set_running(generating, ready)
+        self.actions_by_name["generate"].setEnabled(ready and not generating)
+        self.actions_by_name["cancel"].setEnabled(bool(self.tasks) or self.viewer.turntable_running)
+        self.actions_by_name["export"].setEnabled(self.state.avatar is not None)
+
+    def _on_state(self, name: str) -> None:
+        if name in ("prepared", "settings", "avatar"):
+            self._update_enabled()
+
+    # ------------------------------------------------------------------------------------------ model
+    def load_model(self, path: Path) -> None:
+        from engine.pipeline import AvatarPipeline
+
+        def loaded(pipeline) -> None:
+            self.pipeline = pipeline
+            self.status_label.setText(f"Model {Path(path).name} ({pipeline.model_hash()[:8]})")
+            self._update_enabled()
+
+        self.run_task("model", lambda report: AvatarPipeline.from_pretrained(path), loaded, label="Loading model")
+
+    def choose_model(self) -> None:
+        chosen = QFileDialog.getExistingDirectory(self, "Model folder")
+        if chosen:
+            self.load_model(Path(chosen))
+
+    # ------------------------------------------------------------------------------------------ portrait
+    def choose_portrait(self) -> None:
+        chosen, _ = QFileDialog.getOpenFileName(self, "Open portrait", str(self._last_folder()), IMAGE_FILTER)
+        if chosen:
+            self.open_portrait(Path(chosen))
+
+    def _last_folder(self) -> Path:
+        recent = self.recent_files()
+        return Path(recent[0]).parent if recent else Path.home()
+
+    def open_portrait(self, path: Path) -> None:
+        """Prepare `path` in a worker; it becomes the portrait only once it opened (a broken file changes
+        nothing). No face found: the photo stays so the crop can be set by hand."""
+        from engine.preprocess import NoFaceFound
+
+        path = Path(path)
+        options = self.state.portrait_options
+        crop = None  # a new photo starts from automatic cropping
+
+        def prepare(report):
+            try:
+                return path, _prepare(path, options.detect, options.matte, crop), None
+            except NoFaceFound as exc:
+                return path, None, str(exc)
+
+        self.run_task("portrait", prepare, self._portrait_ready, label=f"Preparing {path.name}")
+
+    def _portrait_ready(self, result) -> None:
+        path, prepared, problem = result
+        self.state.set_portrait(path, prepared)
+        self._remember(path)
+        if problem:
+            self.message_bar.show_message(problem, "error")
+        else:
+            self.message_bar.clear()
+
+    def change_portrait_options(self, changes: dict) -> None:
+        try:
+            self.state.update_portrait_options(**changes)
+        except UserError as exc:
+            self.message_bar.show_message(str(exc), "error")
+            return
+        self._reprepare()
+
+    def _reprepare(self) -> None:
+        """Prepare the current photo again with the current options (detection, matte, manual crop)."""
+        from engine.preprocess import NoFaceFound
+
+        path, options = self.state.portrait, self.state.portrait_options
+        if path is None:
+            return
+
+        def prepare(report):
+            try:
+                return _prepare(path, options.detect, options.matte, options.crop), None
+            except NoFaceFound as exc:
+                return None, str(exc)
+
+        def ready(result) -> None:
+            prepared, problem = result
+            self.state.set_prepared(prepared)
+            if problem:
+                self.message_bar.show_message(problem, "error")
+            else:
+                self.message_bar.clear()
+
+        self.run_task("portrait", prepare, ready, label=f"Preparing {path.name}")
+
+    def choose_crop(self) -> None:
+        from studio.widgets.crop_dialog import CropDialog
+
+        if self.state.portrait is None:
+            return
+        initial = self.state.portrait_options.crop
+        if initial is None and self.state.prepared is not None:
+            c = self.state.prepared.crop
+            initial = (int(c.x), int(c.y), int(c.size))
+        dialog = CropDialog(self.state.portrait, initial, self)
+        if dialog.exec():
+            self.change_portrait_options({"crop": dialog.crop()})
+
+    # ------------------------------------------------------------------------------------------ drag & drop
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        files = [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
+        if not files:
+            self.message_bar.show_message("Only local files can be dropped", "error")
+            return
+        if len(files) > 1:
+            self.message_bar.show_message(f"{len(files)} files dropped: opening the first", "info")
+        event.acceptProposedAction()
+        self.open_portrait(files[0])
+
+    # ------------------------------------------------------------------------------------------ generation
+    def generate(self) -> None:
+        if self.pipeline is None:
+            self.message_bar.show_message("No model loaded: open one with File ▸ Open model…", "error")
+            return
+        unconditional = self.state.settings.unconditional
+        prepared = self.state.prepared
+        if not unconditional and prepared is None:
+            self.message_bar.show_message("Open a portrait first (Ctrl+O or drop one on the window), or tick "
+                                          "Unconditional", "error")
+            return
+        self.state.seed_for_next_run()
+        kwargs = self.state.settings.pipeline_kwargs()
+        pipeline, library = self.pipeline, self.library
+
+        def job(report):
+            callback = lambda progress: report(progress)  # noqa: E731 - False from report cancels the sampler
+            if unconditional:
+                avatar = pipeline.unconditional(callback=callback, **kwargs)
+            else:
+                avatar = pipeline(prepared.image, callback=callback, **kwargs)
+                avatar.metadata["preprocess"] = prepared.record()
+            thumbnail = avatar.render_view(resolution=THUMBNAIL_SIZE)
+            entry = library.add(avatar, thumbnail, None if unconditional else prepared.image)
+            return avatar, entry
+
+        task = self.run_task("generate", job, self._generated, self._generation_progress, label="Generating")
+        if task is not None:
+            self.generation_panel.set_running(True)
+            self.message_bar.clear()
+
+    def _generation_progress(self, progress) -> None:
+        self._latest_preview = progress
+        self.generation_panel.show_progress(progress.step, progress.total)
+        self.status_label.setText(f"Generating: {progress.stage} step {progress.step}/{progress.total}")
+        if not self._preview_timer.isActive():
+            self._preview_timer.start(0)  # only the newest preview is drawn when several queue up
+
+    def _show_latest_preview(self) -> None:
+        progress = self._latest_preview
+        if progress is not None and self.pipeline is not None and "generate" in self.tasks:
+            self.viewer.show_planes(progress.preview, self.pipeline.decoder, preview=True)
+
+    def _generated(self, result) -> None:
+        avatar, entry = result
+        self.state.set_avatar(avatar, entry.folder)
+        self.library_panel.refresh()
+        timing = avatar.metadata.get("timings", {}).get("total_s")
+        self.status_label.setText(f"Generated seed {avatar.metadata.get('seed')} in {timing:.1f} s"
+                                  if timing is not None else "Generated")
+
+    # ------------------------------------------------------------------------------------------ library
+    def open_entry(self, entry: LibraryEntry) -> None:
+        try:
+            avatar = self.library.load(entry)
+        except UserError as exc:
+            self.message_bar.show_message(str(exc), "error")
+            return
+        self.state.show_avatar(avatar)
+        self.state.update_settings(**_settings_fields(GenerationSettings.from_record(entry.record)))
+        self.status_label.setText(f"Opened {entry.name}")
+
+    def regenerate_entry(self, entry: LibraryEntry) -> None:
+        """Same input, seed and settings again (the seed is locked so the run is reproducible)."""
+        from engine.preprocess import prepare_portrait
+
+        settings = GenerationSettings.from_record(entry.record)
+        self.state.update_settings(**_settings_fields(settings), seed_locked=True)
+        if not settings.unconditional:
+            if entry.model_input is None:
+                self.message_bar.show_message(f"{entry.name} has no saved input to regenerate from", "error")
+                return
+            prepared = prepare_portrait(entry.model_input, detect=False, matte=False)
+            self.state.set_portrait(entry.model_input, prepared)
+        self.generate()
+
+    def compare_entries(self, first: LibraryEntry, second: LibraryEntry) -> None:
+        from studio.widgets.compare_dialog import CompareDialog
+
+        camera = self.state.camera.c2w()
+
+        def render(report):
+            return [self.library.load(e).render(camera, resolution=320) for e in (first, second)]
+
+        def show(images) -> None:
+            captions = [f"{e.name}\n{e.summary()}" for e in (first, second)]
+            self.compare_dialog = CompareDialog(images, captions, self)
+            self.compare_dialog.show()
+
+        self.run_task("compare", render, show, label="Rendering the comparison")
+
+    def delete_entry(self, entry: LibraryEntry) -> None:
+        answer = QMessageBox.question(self, "Delete avatar", f"Delete {entry.name} from the library?")
+        if answer == QMessageBox.Yes:
+            self.library.remove(entry)
+            self.library_panel.refresh()
+
+    # ------------------------------------------------------------------------------------------ export
+    def choose_export(self) -> None:
+        from studio.widgets.export_dialog import ExportDialog
+
+        if self.state.avatar is None:
+            self.message_bar.show_message("Nothing to export yet: generate or open an avatar", "error")
+            return
+        folder = Path(self.settings.value("export_folder") or Path.home())
+        dialog = ExportDialog(folder, f"avatar_seed{self.state.avatar.metadata.get('seed', 0)}", self)
+        if dialog.exec():
+            request = dialog.request()
+            self.settings.setValue("export_folder", str(request.path.parent))
+            self.export_current(request.kind, request.path, **request.options)
+
+    def export_current(self, kind: str, path: Path, **options) -> Task | None:
+        """Write the current avatar as `kind` to `path` in a worker (progress in the status bar, Esc cancels)."""
+        avatar = self.state.avatar
+        if avatar is None:
+            self.message_bar.show_message("Nothing to export yet: generate or open an avatar", "error")
+            return None
+        camera = self.state.camera.c2w()
+
+        def job(report):
+            started = time.perf_counter()
+            _export(kind, avatar, Path(path), camera, options, lambda i, n: report((i, n)))
+            return Path(path), time.perf_counter() - started
+
+        def progressed(step) -> None:
+            self.progress.setRange(0, step[1])
+            self.progress.setValue(step[0])
+
+        def written(result) -> None:
+            out, seconds = result
+            self.status_label.setText(f"Exported {out} in {seconds:.1f} s")
+            self.message_bar.show_message(f"Exported {out}", "info")
+
+        return self.run_task("export", job, written, progressed, label=f"Exporting {kind.upper()}")
+
+    # ------------------------------------------------------------------------------------------ view
+    def toggle_turntable(self, running: bool | None = None) -> None:
+        running = not self.viewer.turntable_running if running is None else running
+        self.viewer.set_turntable(running)
+        self.actions_by_name["turntable"].setChecked(running)
+        self._update_enabled()
+
+    def choose_background(self) -> None:
+        r, g, b = (round(c * 255) for c in self.state.background)
+        colour = QColorDialog.getColor(QColor(r, g, b), self, "Background colour")
+        if colour.isValid():
+            self.state.set_background((colour.redF(), colour.greenF(), colour.blueF()))
+
+    def about(self) -> None:
+        QMessageBox.about(self, "RodinHD Studio", "Portrait → 3D avatar with cascaded triplane diffusion "
+                          "(RodinHD, ECCV 2024). Open source: engine, training and this studio.")
+
+
+def _prepare(path: Path, detect: bool, matte: bool, crop):
+    from engine.preprocess import CropBox, prepare_portrait
+
+    box = None if crop is None else CropBox(*crop) if not isinstance(crop, CropBox) else crop
+    return prepare_portrait(path, detect=detect, matte=matte, crop=box)
+
+
+def _settings_fields(settings: GenerationSettings) -> dict:
+    return {"guidance": settings.guidance, "steps": settings.steps, "sampler": settings.sampler,
+            "seed": settings.seed, "stages": settings.stages, "unconditional": settings.unconditional}
+
+
+def _export(kind: str, avatar, path: Path, camera, options: dict, progress) -> None:
+    from engine import exports
+
+    if kind == "png":
+        exports.export_view(avatar, path, c2w=camera, **options)
+    elif kind == "sheet":
+        exports.export_sheet(avatar, path, **options)
+    elif kind in ("gif", "mp4"):
+        exports.export_turntable(avatar, path, progress=progress, **options)
+    elif kind in ("glb", "obj", "ply"):
+        exports.export_mesh(avatar, path, progress=progress, **options)
+    elif kind == "safetensors":
+        exports.export_triplane(avatar, path)
+    else:
+        raise UserError(f"unknown export kind {kind!r}")

@@ -1,0 +1,1 @@
+"""Qt widgets of the studio; each binds to studio.state.StudioState."""
