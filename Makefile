@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(VENV)/bin/rodinhd demo --out runs/demo
+	$(VENV)/bin/rodinhd-studio --portrait assets/portraits/astronaut.png
 
 test: setup
 	$(PY) -m pytest -q

@@ -102,14 +102,16 @@ class AvatarPipeline:
                             f"({decoder_hash(decoder)} vs {expected})")
         return cls(decoder, encoder, base, upsample, {**index, "path": str(path)})
 
-    def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+    def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None, half: bool = False) -> Path:
+        """Write the model folder. `half`: diffusion weights stored in fp16 (a shippable size; the decoder and
+        the normalisation statistics stay fp32). Loading always gives fp32 modules."""
         path = Path(path)
         save_decoder(path / "decoder", self.decoder)
         self.encoder.save(path / "encoder")
-        self.base.save(path / "base")
+        self.base.save(path / "base", half=half)
         components = {"decoder": "decoder", "encoder": "encoder", "base": "base"}
         if self.upsample is not None:
-            self.upsample.save(path / "upsample")
+            self.upsample.save(path / "upsample", half=half)
             components["upsample"] = "upsample"
         index = {"_class_name": "AvatarPipeline", "format_version": FORMAT_VERSION, "components": components,
                  "decoder_hash": decoder_hash(self.decoder), **(extra or {})}

@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Mesa's software rasteriser (llvmpipe) spends 10-16 s optimising the generated decoder shader; unoptimised it
+# compiles in ~4 s and draws as fast (benchmarks/viewer.py). Read at the first GL context; GPU drivers ignore it.
+os.environ.setdefault("GALLIVM_PERF", "nopt")
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "models" / "default"
 SCREENSHOT_TIMEOUT_S = 600

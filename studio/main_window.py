@@ -245,6 +245,7 @@ class MainWindow(QMainWindow):
 
         def loaded(pipeline) -> None:
             self.pipeline = pipeline
+            self.viewer.prepare_decoder(pipeline.decoder)
             self.status_label.setText(f"Model {Path(path).name} ({pipeline.model_hash()[:8]})")
             self._update_enabled()
 

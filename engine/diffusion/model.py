@@ -128,10 +128,16 @@ class DiffusionStage(nn.Module):
         return out
 
     # ------------------------------------------------------------------------------------------- on disk
-    def save(self, folder: Path, metadata: dict[str, str] | None = None) -> str:
-        """Component folder: config.json ({"kind": "triplane_diffusion", ...}) + model.safetensors; → hash."""
+    def save(self, folder: Path, metadata: dict[str, str] | None = None, half: bool = False) -> str:
+        """Component folder: config.json ({"kind": "triplane_diffusion", ...}) + model.safetensors; → hash.
+        `half` stores the network weights in fp16 (half the size; loaded back into fp32); the normalisation
+        buffers stay fp32."""
         config = {"kind": "triplane_diffusion", **self.config.to_dict()}
-        return save_component(folder, config, self.state_dict(), metadata=metadata)
+        tensors = self.state_dict()
+        if half:
+            weights = dict(self.named_parameters())
+            tensors = {k: v.half() if k in weights else v for k, v in tensors.items()}
+        return save_component(folder, config, tensors, metadata=metadata)
 
     @classmethod
     def load(cls, folder: Path, device: str | torch.device = "cpu") -> "DiffusionStage":

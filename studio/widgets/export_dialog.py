@@ -30,7 +30,7 @@ class ExportDialog(QDialog):
         self.setWindowTitle("Export avatar")
         self.kind = QComboBox()
         for kind, info in EXPORT_KINDS.items():
-            self.kind.addItem(f"{kind.upper()} — {_description(info)}", kind)
+            self.kind.addItem(f"{kind.upper()} — {info.description}", kind)
         self.resolution = _spin(16, MAX_VIEW_RESOLUTION, 512)
         self.frames = _spin(2, 720, 36)
         self.grid = _spin(32, 512, 128)
@@ -84,10 +84,5 @@ def _spin(low: int, high: int, value: int) -> QSpinBox:
     return box
 
 
-def _description(info: Any) -> str:
-    return info.get("description", "") if isinstance(info, dict) else str(getattr(info, "description", info))
-
-
 def _suffix(kind: str) -> str:
-    info = EXPORT_KINDS[kind]
-    return info.get("suffix") if isinstance(info, dict) else getattr(info, "suffix")
+    return EXPORT_KINDS[kind].suffix

@@ -41,6 +41,7 @@ class AvatarViewer(QOpenGLWidget):
         self.ctx = self.renderer = None
         self.gl_error: str | None = None
         self._pending = None  # (planes, decoder) waiting for the GL context
+        self._warm_decoder = None
         self._has_avatar = False
         self._avatar_version = 0
         self._last_pos: QPointF | None = None
@@ -71,6 +72,12 @@ class AvatarViewer(QOpenGLWidget):
         self.refine_enabled = not preview
         self._avatar_version += 1
         self._invalidate()
+
+    def prepare_decoder(self, decoder) -> None:
+        """Compile the exact shader for a model's decoder now (at model load) rather than at the first preview:
+        on a software GL driver that takes seconds, once per decoder."""
+        self._warm_decoder = decoder
+        self.update()
 
     def _invalidate(self) -> None:
         self._exact.cancel()
@@ -113,6 +120,15 @@ class AvatarViewer(QOpenGLWidget):
         self.frame_shown.emit(mode)
 
     def _upload_pending(self) -> None:
+        if self._warm_decoder is not None:
+            import torch
+
+            decoder, self._warm_decoder = self._warm_decoder, None
+            self.renderer.set_avatar(torch.zeros(3, decoder.config.channels, 4, 4), decoder, bake_resolution=8)
+            self.renderer.clear_avatar()
+            self._has_avatar = False
+            if self._pending is None and self.state.avatar is not None:
+                self._pending = (self.state.avatar.planes, self.state.avatar.decoder)
         if self._pending is None:
             return
         planes, decoder = self._pending
@@ -236,7 +252,8 @@ class _Target:
 
     def __init__(self, ctx, width: int, height: int) -> None:
         self.size = (width, height)
-        self.texture = ctx.texture((width, height), 4)
+        # float like the renderer's own targets: llvmpipe compiles a shader variant per framebuffer format
+        self.texture = ctx.texture((width, height), 4, dtype="f4")
         self.fbo = ctx.framebuffer(color_attachments=[self.texture])
 
     def release(self) -> None:

@@ -87,6 +87,20 @@ def test_save_and_load_round_trip(pipe, portrait, tmp_path):
     assert torch.equal(again(portrait, steps=2, seed=3).planes, pipe(portrait, steps=2, seed=3).planes)
 
 
+def test_half_model_folder_is_smaller_and_close(pipe, portrait, tmp_path):
+    pipe.save_pretrained(tmp_path / "full")
+    pipe.save_pretrained(tmp_path / "half", half=True)
+    size = lambda folder: (folder / "base" / "model.safetensors").stat().st_size  # noqa: E731
+    assert size(tmp_path / "half") < 0.6 * size(tmp_path / "full")
+    half = AvatarPipeline.from_pretrained(tmp_path / "half")
+    assert all(p.dtype == torch.float32 for p in half.base.parameters())
+    assert torch.equal(half.base.norm_mean, pipe.base.norm_mean)  # statistics stay fp32
+    for mine, theirs in zip(half.base.parameters(), pipe.base.parameters()):
+        assert torch.equal(mine, theirs.half().float())
+    a, b = half(portrait, steps=2, seed=3).planes, pipe(portrait, steps=2, seed=3).planes
+    assert (a - b).abs().max() < 0.05
+
+
 def test_callback_sees_every_step_and_can_cancel(pipe, portrait):
     seen = []
     pipe(portrait, steps=3, upsample_steps=2, seed=0, callback=lambda p: seen.append((p.stage, p.step, p.total,

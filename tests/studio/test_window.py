@@ -190,3 +190,30 @@ def test_screenshot_command(qtbot, model, tmp_path):
                  "--size", "1280x800", "--library", str(tmp_path / "lib")]) == 0
     image = np.asarray(Image.open(out))
     assert image.shape[:2] == (800, 1280) and image.std() > 5
+
+
+def test_export_and_crop_dialogs(qtbot, tmp_path):
+    from studio.widgets.crop_dialog import CropDialog
+    from studio.widgets.export_dialog import ExportDialog
+
+    dialog = ExportDialog(tmp_path, "head")
+    qtbot.addWidget(dialog)
+    dialog.kind.setCurrentIndex(dialog.kind.findData("glb"))
+    request = dialog.request()
+    assert request.kind == "glb" and request.path == tmp_path / "head.glb" and set(request.options) == {"grid"}
+    assert not dialog.form.isRowVisible(dialog.resolution)
+    dialog.kind.setCurrentIndex(dialog.kind.findData("gif"))
+    assert dialog.request().path.suffix == ".gif" and set(dialog.request().options) == {
+        "resolution", "frames", "background"}
+    crop = CropDialog(asset_path("portraits", "astronaut.png"), None)
+    qtbot.addWidget(crop)
+    assert crop.crop() == (0, 0, 512)
+    canvas = crop.canvas
+    start, end = QPointF(10, 20), QPointF(110, 60)
+    for kind, pos, button in ((QMouseEvent.MouseButtonPress, start, Qt.LeftButton),
+                              (QMouseEvent.MouseMove, end, Qt.NoButton)):
+        QApplication.sendEvent(canvas, QMouseEvent(kind, pos, canvas.mapToGlobal(pos), button, Qt.LeftButton,
+                                                   Qt.NoModifier))
+    x, y, size = crop.crop()
+    scale = canvas.scale
+    assert (x, y) == (round(10 / scale), round(20 / scale)) and size == round(100 / scale)

@@ -20,6 +20,7 @@ def register(subparsers) -> None:
     build.add_argument("--upsample", type=Path, help="finished `rodinhd train --stage upsample` run")
     build.add_argument("--decoder", type=Path, help="decoder folder or fit run (default: from the base run)")
     build.add_argument("--out", type=Path, required=True, help="model folder to write (must not exist)")
+    build.add_argument("--half", action="store_true", help="store the diffusion weights in fp16 (half the size)")
     build.set_defaults(handler=run_build)
     info = sub.add_parser("info", help="print a model folder's components")
     info.add_argument("model", type=Path)
@@ -64,8 +65,9 @@ def run_build(args) -> int:
         upsample = DiffusionStage.load(args.upsample / "upsample")
         parts["upsample"] = str(args.upsample)
     pipeline = AvatarPipeline(decoder, encoder, DiffusionStage.load(args.base / "base"), upsample)
-    pipeline.save_pretrained(args.out, {"trained_from": parts, "training_avatars": base_info["avatars"]})
-    print(f"model in {args.out} (hash {pipeline.model_hash()})")
+    pipeline.save_pretrained(args.out, {"trained_from": parts, "training_avatars": base_info["avatars"],
+                                        "weights_dtype": "float16" if args.half else "float32"}, half=args.half)
+    print(f"model in {args.out} (hash {AvatarPipeline.from_pretrained(args.out).model_hash()})")  # as loaded
     return 0
 
 

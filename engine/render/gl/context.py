@@ -1,0 +1,30 @@
+"""A headless OpenGL 3.3 context for moderngl: EGL first (no display needed), then the platform default."""
+from __future__ import annotations
+
+import moderngl
+
+from engine.errors import UserError
+
+REQUIRED_VERSION = 330
+
+
+class GLUnavailable(UserError):
+    """No OpenGL 3.3 context can be made on this machine (no GPU driver and no Mesa llvmpipe)."""
+
+
+def standalone_context():
+    """A moderngl context without a window. Raises GLUnavailable naming why each backend failed."""
+    failures = []
+    for backend in ("egl", None):
+        kwargs = {"backend": backend} if backend else {}
+        try:
+            return moderngl.create_standalone_context(require=REQUIRED_VERSION, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - backends fail differently (ImportError, ValueError, ...)
+            failures.append(f"{backend or 'default'}: {_first_line(exc)}")
+    raise GLUnavailable(f"no OpenGL 3.3 context could be created ({'; '.join(failures)}); the GL renderer needs "
+                        "a GPU driver or Mesa's llvmpipe with EGL")
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
