@@ -32,13 +32,29 @@ _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 def load_portrait(source: PortraitSource, size: int) -> torch.Tensor:
     """A portrait (file path, PIL image or uint8 array `[H, W, 3|4]` / `[H, W]`) → `[3, size, size]` float32 in
     `[0, 1]`: composited over white, EXIF-rotated, centre-cropped to a square, LANCZOS-resized."""
-    if size < 1:
-        raise ValueError(f"size must be ≥ 1, got {size}")
-    image, name = _open_source(source, size)
-    image = _to_rgb_over_white(ImageOps.exif_transpose(image), name)
-    image = _square_resize(image, size)
+    image, _ = open_portrait(source, size)
+    image = _square_resize(over_white(image), size)
     pixels = np.asarray(image, dtype=np.uint8)
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div_(255.0)
+
+
+def open_portrait(source: PortraitSource, size: int | None = None) -> tuple[Image.Image, str]:
+    """Open and validate any accepted source → (8-bit RGB image, or RGBA when it has transparency, with the EXIF
+    orientation applied; the name used in messages). Every problem is one `UserError`. With `size` (the final
+    size wanted from the short side) JPEGs much larger than that decode at a reduced scale, so the image may be
+    smaller than the file; without it the image has the file's full size."""
+    if size is not None and size < 1:
+        raise ValueError(f"size must be ≥ 1, got {size}")
+    image, name = _open_source(source, size)
+    return _to_rgb_or_rgba(ImageOps.exif_transpose(image), name), name
+
+
+def over_white(image: Image.Image) -> Image.Image:
+    """An RGB or RGBA image (as `open_portrait` gives) → RGB, transparency composited over white."""
+    if image.mode != "RGBA":
+        return image
+    white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+    return Image.alpha_composite(white, image).convert("RGB")
 
 
 def portrait_hash(source: PortraitSource) -> str:
@@ -63,7 +79,7 @@ def portrait_hash(source: PortraitSource) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- opening
-def _open_source(source: PortraitSource, size: int) -> tuple[Image.Image, str]:
+def _open_source(source: PortraitSource, size: int | None) -> tuple[Image.Image, str]:
     """(decoded PIL image, name for messages) from any accepted source."""
     if isinstance(source, (str, Path)):
         path = _check_path(Path(source))
@@ -86,7 +102,7 @@ def _check_path(path: Path) -> Path:
     return path
 
 
-def _open_file(path: Path, size: int) -> Image.Image:
+def _open_file(path: Path, size: int | None) -> Image.Image:
     """Open, check the header's size, then decode fully (so a truncated or corrupt file fails here, not later)."""
     try:
         with warnings.catch_warnings():
@@ -101,7 +117,8 @@ def _open_file(path: Path, size: int) -> Image.Image:
     except OSError as exc:
         raise UserError(f"{path}: cannot open the file ({exc})") from exc
     _check_dimensions(image.size, str(path))
-    _draft_for(image, size)
+    if size is not None:
+        _draft_for(image, size)
     try:
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
@@ -143,16 +160,14 @@ def _image_from_array(array: np.ndarray) -> Image.Image:
 
 
 # --------------------------------------------------------------------------------------------- conversion
-def _to_rgb_over_white(image: Image.Image, name: str) -> Image.Image:
-    """Any Pillow mode → 8-bit RGB; transparency (alpha channel or palette/colour-key) composited over white."""
+def _to_rgb_or_rgba(image: Image.Image, name: str) -> Image.Image:
+    """Any Pillow mode → 8-bit RGB, or RGBA when it has transparency (alpha channel or palette/colour-key)."""
     if image.mode in _SIXTEEN_BIT or image.mode in ("I", "F"):
         image = _high_depth_to_l(image)
     if image.mode in ("P", "L", "RGB") and "transparency" in image.info:
         image = image.convert("RGBA")  # palette / colour-key transparency becomes a real alpha channel
     if image.mode in _ALPHA_MODES:
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
+        return image.convert("RGBA")
     try:
         return image.convert("RGB")
     except (ValueError, OSError) as exc:
@@ -182,4 +197,5 @@ def _square_resize(image: Image.Image, size: int) -> Image.Image:
     return image.resize((size, size), Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
 
 
-__all__ = ["MAX_PIXELS", "PORTRAIT_SUFFIXES", "PortraitSource", "load_portrait", "portrait_hash"]
+__all__ = ["MAX_PIXELS", "PORTRAIT_SUFFIXES", "PortraitSource", "load_portrait", "open_portrait", "over_white",
+           "portrait_hash"]

@@ -48,6 +48,12 @@ class LibraryEntry:
         path = self.folder / INPUT_FILE
         return path if path.is_file() else None
 
+    def label(self) -> str:
+        """Short caption under a thumbnail: the time it was made and its seed ("20:44 · seed 3")."""
+        stamp = self.name.split("-")[1] if self.name.count("-") >= 2 else ""
+        when = f"{stamp[:2]}:{stamp[2:4]} · " if len(stamp) == 6 and stamp.isdigit() else ""
+        return f"{when}seed {self.record.get('seed', '?')}"
+
     def summary(self) -> str:
         """One line for tooltips and lists: mode, seed, guidance, steps."""
         r = self.record

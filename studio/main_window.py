@@ -14,9 +14,10 @@ from PySide6.QtGui import QAction, QColor, QKeySequence
 from PySide6.QtWidgets import (QColorDialog, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
                                QProgressBar, QToolBar, QVBoxLayout, QWidget)
 
-from engine.errors import UserError
-from studio.library import Library, LibraryEntry
-from studio.state import GenerationSettings, StudioState
+from studio.library import Library
+from studio.library_actions import LibraryActions
+from studio.portrait_actions import PortraitActions
+from studio.state import StudioState
 from studio.widgets.generation_panel import GenerationPanel
 from studio.widgets.library_panel import LibraryPanel
 from studio.widgets.message_bar import MessageBar
@@ -24,12 +25,11 @@ from studio.widgets.portrait_panel import PortraitPanel
 from studio.widgets.viewer import AvatarViewer
 from studio.worker import Task
 
-IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.tif *.tiff);;All files (*)"
 MAX_RECENT = 8
 THUMBNAIL_SIZE = 128
 
 
-class MainWindow(QMainWindow):
+class MainWindow(PortraitActions, LibraryActions, QMainWindow):
     def __init__(self, model: Path | None, library: Library, settings: QSettings | None = None) -> None:
         super().__init__()
         self.setWindowTitle("RodinHD Studio")
@@ -256,109 +256,15 @@ class MainWindow(QMainWindow):
         if chosen:
             self.load_model(Path(chosen))
 
-    # ------------------------------------------------------------------------------------------ portrait
-    def choose_portrait(self) -> None:
-        chosen, _ = QFileDialog.getOpenFileName(self, "Open portrait", str(self._last_folder()), IMAGE_FILTER)
-        if chosen:
-            self.open_portrait(Path(chosen))
-
-    def _last_folder(self) -> Path:
-        recent = self.recent_files()
-        return Path(recent[0]).parent if recent else Path.home()
-
-    def open_portrait(self, path: Path) -> None:
-        """Prepare `path` in a worker; it becomes the portrait only once it opened (a broken file changes
-        nothing). No face found: the photo stays so the crop can be set by hand."""
-        from engine.preprocess import NoFaceFound
-
-        path = Path(path)
-        options = self.state.portrait_options
-        crop = None  # a new photo starts from automatic cropping
-
-        def prepare(report):
-            try:
-                return path, _prepare(path, options.detect, options.matte, crop), None
-            except NoFaceFound as exc:
-                return path, None, str(exc)
-
-        self.run_task("portrait", prepare, self._portrait_ready, label=f"Preparing {path.name}")
-
-    def _portrait_ready(self, result) -> None:
-        path, prepared, problem = result
-        self.state.set_portrait(path, prepared)
-        self._remember(path)
-        if problem:
-            self.message_bar.show_message(problem, "error")
-        else:
-            self.message_bar.clear()
-
-    def change_portrait_options(self, changes: dict) -> None:
-        try:
-            self.state.update_portrait_options(**changes)
-        except UserError as exc:
-            self.message_bar.show_message(str(exc), "error")
-            return
-        self._reprepare()
-
-    def _reprepare(self) -> None:
-        """Prepare the current photo again with the current options (detection, matte, manual crop)."""
-        from engine.preprocess import NoFaceFound
-
-        path, options = self.state.portrait, self.state.portrait_options
-        if path is None:
-            return
-
-        def prepare(report):
-            try:
-                return _prepare(path, options.detect, options.matte, options.crop), None
-            except NoFaceFound as exc:
-                return None, str(exc)
-
-        def ready(result) -> None:
-            prepared, problem = result
-            self.state.set_prepared(prepared)
-            if problem:
-                self.message_bar.show_message(problem, "error")
-            else:
-                self.message_bar.clear()
-
-        self.run_task("portrait", prepare, ready, label=f"Preparing {path.name}")
-
-    def choose_crop(self) -> None:
-        from studio.widgets.crop_dialog import CropDialog
-
-        if self.state.portrait is None:
-            return
-        initial = self.state.portrait_options.crop
-        if initial is None and self.state.prepared is not None:
-            c = self.state.prepared.crop
-            initial = (int(c.x), int(c.y), int(c.size))
-        dialog = CropDialog(self.state.portrait, initial, self)
-        if dialog.exec():
-            self.change_portrait_options({"crop": dialog.crop()})
-
-    # ------------------------------------------------------------------------------------------ drag & drop
-    def dragEnterEvent(self, event) -> None:
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:
-        files = [Path(url.toLocalFile()) for url in event.mimeData().urls() if url.isLocalFile()]
-        if not files:
-            self.message_bar.show_message("Only local files can be dropped", "error")
-            return
-        if len(files) > 1:
-            self.message_bar.show_message(f"{len(files)} files dropped: opening the first", "info")
-        event.acceptProposedAction()
-        self.open_portrait(files[0])
-
     # ------------------------------------------------------------------------------------------ generation
     def generate(self) -> None:
+        from engine.portrait import portrait_hash
+
         if self.pipeline is None:
             self.message_bar.show_message("No model loaded: open one with File ▸ Open model…", "error")
             return
         unconditional = self.state.settings.unconditional
-        prepared = self.state.prepared
+        prepared, source = self.state.prepared, self.state.portrait
         if not unconditional and prepared is None:
             self.message_bar.show_message("Open a portrait first (Ctrl+O or drop one on the window), or tick "
                                           "Unconditional", "error")
@@ -373,7 +279,9 @@ class MainWindow(QMainWindow):
                 avatar = pipeline.unconditional(callback=callback, **kwargs)
             else:
                 avatar = pipeline(prepared.image, callback=callback, **kwargs)
-                avatar.metadata["preprocess"] = prepared.record()
+                # as `rodinhd generate` records it: the source photo, its hash, and what preprocessing did
+                avatar.metadata.update(input=str(source), input_hash=portrait_hash(source)[:16],
+                                       preprocess=prepared.record())
             thumbnail = avatar.render_view(resolution=THUMBNAIL_SIZE)
             entry = library.add(avatar, thumbnail, None if unconditional else prepared.image)
             return avatar, entry
@@ -403,52 +311,6 @@ class MainWindow(QMainWindow):
         self.status_label.setText(f"Generated seed {avatar.metadata.get('seed')} in {timing:.1f} s"
                                   if timing is not None else "Generated")
 
-    # ------------------------------------------------------------------------------------------ library
-    def open_entry(self, entry: LibraryEntry) -> None:
-        try:
-            avatar = self.library.load(entry)
-        except UserError as exc:
-            self.message_bar.show_message(str(exc), "error")
-            return
-        self.state.show_avatar(avatar)
-        self.state.update_settings(**_settings_fields(GenerationSettings.from_record(entry.record)))
-        self.status_label.setText(f"Opened {entry.name}")
-
-    def regenerate_entry(self, entry: LibraryEntry) -> None:
-        """Same input, seed and settings again (the seed is locked so the run is reproducible)."""
-        from engine.preprocess import prepare_portrait
-
-        settings = GenerationSettings.from_record(entry.record)
-        self.state.update_settings(**_settings_fields(settings), seed_locked=True)
-        if not settings.unconditional:
-            if entry.model_input is None:
-                self.message_bar.show_message(f"{entry.name} has no saved input to regenerate from", "error")
-                return
-            prepared = prepare_portrait(entry.model_input, detect=False, matte=False)
-            self.state.set_portrait(entry.model_input, prepared)
-        self.generate()
-
-    def compare_entries(self, first: LibraryEntry, second: LibraryEntry) -> None:
-        from studio.widgets.compare_dialog import CompareDialog
-
-        camera = self.state.camera.c2w()
-
-        def render(report):
-            return [self.library.load(e).render(camera, resolution=320) for e in (first, second)]
-
-        def show(images) -> None:
-            captions = [f"{e.name}\n{e.summary()}" for e in (first, second)]
-            self.compare_dialog = CompareDialog(images, captions, self)
-            self.compare_dialog.show()
-
-        self.run_task("compare", render, show, label="Rendering the comparison")
-
-    def delete_entry(self, entry: LibraryEntry) -> None:
-        answer = QMessageBox.question(self, "Delete avatar", f"Delete {entry.name} from the library?")
-        if answer == QMessageBox.Yes:
-            self.library.remove(entry)
-            self.library_panel.refresh()
-
     # ------------------------------------------------------------------------------------------ export
     def choose_export(self) -> None:
         from studio.widgets.export_dialog import ExportDialog
@@ -471,9 +333,14 @@ class MainWindow(QMainWindow):
             return None
         camera = self.state.camera.c2w()
 
+        from engine.exports import export
+
         def job(report):
+            extra = {"png": {"c2w": camera}, "sheet": {}, "safetensors": {}}.get(kind)
+            if extra is None:  # turntables and meshes report progress; False from report cancels them
+                extra = {"progress": lambda i, n: report((i, n))}
             started = time.perf_counter()
-            _export(kind, avatar, Path(path), camera, options, lambda i, n: report((i, n)))
+            export(avatar, Path(path), kind, **options, **extra)
             return Path(path), time.perf_counter() - started
 
         def progressed(step) -> None:
@@ -503,32 +370,3 @@ class MainWindow(QMainWindow):
     def about(self) -> None:
         QMessageBox.about(self, "RodinHD Studio", "Portrait → 3D avatar with cascaded triplane diffusion "
                           "(RodinHD, ECCV 2024). Open source: engine, training and this studio.")
-
-
-def _prepare(path: Path, detect: bool, matte: bool, crop):
-    from engine.preprocess import CropBox, prepare_portrait
-
-    box = None if crop is None else CropBox(*crop) if not isinstance(crop, CropBox) else crop
-    return prepare_portrait(path, detect=detect, matte=matte, crop=box)
-
-
-def _settings_fields(settings: GenerationSettings) -> dict:
-    return {"guidance": settings.guidance, "steps": settings.steps, "sampler": settings.sampler,
-            "seed": settings.seed, "stages": settings.stages, "unconditional": settings.unconditional}
-
-
-def _export(kind: str, avatar, path: Path, camera, options: dict, progress) -> None:
-    from engine import exports
-
-    if kind == "png":
-        exports.export_view(avatar, path, c2w=camera, **options)
-    elif kind == "sheet":
-        exports.export_sheet(avatar, path, **options)
-    elif kind in ("gif", "mp4"):
-        exports.export_turntable(avatar, path, progress=progress, **options)
-    elif kind in ("glb", "obj", "ply"):
-        exports.export_mesh(avatar, path, progress=progress, **options)
-    elif kind == "safetensors":
-        exports.export_triplane(avatar, path)
-    else:
-        raise UserError(f"unknown export kind {kind!r}")

@@ -20,3 +20,13 @@ def one_torch_thread():
 # llvmpipe: skip LLVM's optimiser for the generated decoder shaders (compiles ~3× faster, draws as fast; see
 # studio/app.py). Must be set before the first GL context of the test process.
 os.environ.setdefault("GALLIVM_PERF", "nopt")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _no_egl_context_left_current():
+    """Headless GL tests leave their EGL context current on the main thread; the studio's windowed (GLX) contexts
+    in later modules could then never be made current. Unbind after every module."""
+    yield
+    from engine.render.gl.context import unbind_current_egl
+
+    unbind_current_egl()

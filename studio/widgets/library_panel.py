@@ -49,7 +49,7 @@ class LibraryPanel(QWidget):
     def refresh(self) -> None:
         self.list.clear()
         for entry in self.library.entries():
-            item = QListWidgetItem(entry.name.split("-seed")[0][-6:] + f" s{entry.record.get('seed', '?')}")
+            item = QListWidgetItem(entry.label())
             if entry.thumbnail is not None:
                 item.setIcon(QIcon(QPixmap(str(entry.thumbnail))))
             item.setToolTip(f"{entry.name}\n{entry.summary()}")

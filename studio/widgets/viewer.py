@@ -19,6 +19,7 @@ from PySide6.QtOpenGLWidgets import QOpenGLWidget
 
 from engine.assets import shader_source
 from engine.cameras import DEFAULT_FOV_DEGREES
+from engine.render.occupancy import OccupancyGrid
 from studio.state import StudioState
 
 ORBIT_DEGREES_PER_PIXEL = 0.4
@@ -27,12 +28,16 @@ IDLE_BEFORE_REFINE_MS = 150
 MOTION_SCALE = 0.5  # the fast path renders at this fraction of the widget's pixels
 TILE_BUDGET_S = 0.05  # aim for one exact band per event-loop turn to take about this long
 TURNTABLE_DEGREES_PER_FRAME = 2.0
+PREVIEW_GRID, PREVIEW_BAKE = 8, 32  # x0 previews: everything counts as occupied, a 32³ baked volume
 
 
 class AvatarViewer(QOpenGLWidget):
     frame_shown = Signal(str)  # "exact", "fast" or "empty", after each paint
 
     def __init__(self, state: StudioState, parent=None) -> None:
+        from engine.render.gl import unbind_current_egl
+
+        unbind_current_egl()  # a headless context left current by earlier work would block this widget's context
         super().__init__(parent)
         self.state = state
         self.setMinimumSize(256, 256)
@@ -40,7 +45,7 @@ class AvatarViewer(QOpenGLWidget):
         self.setToolTip("Left drag: orbit · right/middle drag: pan · wheel: zoom")
         self.ctx = self.renderer = None
         self.gl_error: str | None = None
-        self._pending = None  # (planes, decoder) waiting for the GL context
+        self._pending = None  # (planes, decoder, preview) waiting for the GL context
         self._warm_decoder = None
         self._has_avatar = False
         self._avatar_version = 0
@@ -68,7 +73,7 @@ class AvatarViewer(QOpenGLWidget):
 
     def show_planes(self, planes, decoder, preview: bool = False) -> None:
         """Display a triplane (the final avatar, or an x0 preview while generating: previews never refine)."""
-        self._pending = (planes, decoder)
+        self._pending = (planes, decoder, preview)
         self.refine_enabled = not preview
         self._avatar_version += 1
         self._invalidate()
@@ -128,14 +133,18 @@ class AvatarViewer(QOpenGLWidget):
             self.renderer.clear_avatar()
             self._has_avatar = False
             if self._pending is None and self.state.avatar is not None:
-                self._pending = (self.state.avatar.planes, self.state.avatar.decoder)
+                self._pending = (self.state.avatar.planes, self.state.avatar.decoder, False)
         if self._pending is None:
             return
-        planes, decoder = self._pending
+        planes, decoder, preview = self._pending
         self._pending = None
         if planes is None:
             self.renderer.clear_avatar()
             self._has_avatar = False
+        elif preview:
+            # previews only use the fast path: no density grid, a coarse bake (cheap while sampling runs)
+            self.renderer.set_avatar(planes, decoder, OccupancyGrid.full(PREVIEW_GRID), PREVIEW_BAKE)
+            self._has_avatar = True
         else:
             self.renderer.set_avatar(planes, decoder)
             self._has_avatar = True

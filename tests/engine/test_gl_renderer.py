@@ -245,3 +245,16 @@ def test_no_gl_is_one_clear_user_error(monkeypatch):
                                             "display.") as caught:
         standalone_context()
     assert isinstance(caught.value, UserError)
+
+
+def test_unbind_current_egl_leaves_no_context_current():
+    from engine.render.gl import standalone_context, unbind_current_egl
+
+    try:
+        ctx = standalone_context()
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"no GL: {exc}")
+    ctx.clear()  # use it, so it is current
+    assert unbind_current_egl() is True
+    assert unbind_current_egl() is False  # nothing current any more
+    ctx.release()

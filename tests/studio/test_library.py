@@ -60,3 +60,10 @@ def test_same_second_entries_get_unique_names(tmp_path):
     library = Library(tmp_path)
     names = {library.add(avatar(4)).name for _ in range(3)}
     assert len(names) == 3
+
+
+def test_labels_show_time_and_seed(tmp_path):
+    entry = Library(tmp_path).add(avatar(5))
+    stamp = entry.name.split("-")[1]
+    assert entry.label() == f"{stamp[:2]}:{stamp[2:4]} · seed 5"
+    assert LibraryEntry(tmp_path / "odd", {"seed": 2}).label() == "seed 2"

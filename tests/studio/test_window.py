@@ -11,6 +11,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
+import torch
 import trimesh
 from PIL import Image
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
@@ -88,6 +89,7 @@ def test_drop_generate_orbit_and_library(qtbot, window, tmp_path):
     generate(qtbot, window)
     avatar = window.state.avatar
     assert avatar.metadata["mode"] == "portrait" and "preprocess" in avatar.metadata
+    assert avatar.metadata["input"].endswith("astronaut.png") and len(avatar.metadata["input_hash"]) == 16
     entries = window.library.entries()
     assert len(entries) == 1 and entries[0].thumbnail is not None and entries[0].model_input is not None
     assert window.library_panel.list.count() == 1
@@ -110,6 +112,27 @@ def test_drop_generate_orbit_and_library(qtbot, window, tmp_path):
     QApplication.sendEvent(viewer, QWheelEvent(centre, viewer.mapToGlobal(centre), QPoint(), QPoint(0, 120),
                                                Qt.NoButton, Qt.NoModifier, Qt.NoScrollPhase, False))
     assert window.state.camera.radius == pytest.approx(radius * 0.9)
+
+
+def test_regenerate_reproduces_and_compare_shows_both(qtbot, window, tmp_path):
+    drop(window, portrait(tmp_path))
+    settle(qtbot, window)
+    generate(qtbot, window, seed=11, stages="base")
+    first = window.state.avatar
+    window.state.update_settings(seed=99, guidance=3.0)
+    entry = window.library.entries()[0]
+    window.regenerate_entry(entry)
+    settle(qtbot, window)
+    again = window.state.avatar
+    assert again is not first and again.metadata["seed"] == 11 and window.state.settings.guidance == 1.3
+    assert torch.equal(again.planes, first.planes)  # same input, seed and settings → the same avatar
+    older, newer = window.library.entries()[1], window.library.entries()[0]
+    window.compare_entries(older, newer)
+    settle(qtbot, window)
+    dialog = window.compare_dialog
+    assert len(dialog.views) == 2 and all(not v.pixmap().isNull() for v in dialog.views)
+    window.open_entry(older)
+    assert torch.equal(window.state.avatar.planes, first.planes.half().float())
 
 
 def test_guidance_slider_and_seed_widgets_drive_the_state(qtbot, window):

@@ -3,7 +3,6 @@ vertex colours (GLB/OBJ/PLY) or the self-contained avatar file. The same code as
 (engine.exports); avatar.json beside the file records what was exported."""
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from engine.errors import UserError

@@ -1,5 +1,7 @@
 """`rodinhd generate`: portrait(s) → avatar(s) with a trained model, or unconditional samples. Each avatar gets a
-folder with avatar.safetensors, avatar.json (settings, hashes, timings), front.png and a turntable."""
+folder with avatar.safetensors, avatar.json (settings, hashes, timings, preprocessing), input.png (the portrait as
+the model saw it), front.png and a turntable. Photos are first brought to the training framing
+(engine.preprocess: face detection, roll from the eyes, crop, background matte) unless --preprocess off."""
 from __future__ import annotations
 
 import argparse
@@ -33,6 +35,11 @@ def register(subparsers) -> None:
     p.add_argument("--turntable", type=int_arg, default=36, help="turntable frames (0 = none)")
     p.add_argument("--format", choices=("gif", "mp4"), default="gif", help="turntable container")
     p.add_argument("--device", default="cpu", help="torch device")
+    p.add_argument("--preprocess", choices=("auto", "off"), default="auto",
+                   help="auto: find the face, turn it upright, crop it like the training portraits and remove the "
+                        "background; off: the centre square of the photo as it is")
+    p.add_argument("--crop", metavar="X,Y,SIZE", help="square to cut, in the photo's pixels (top-left corner and "
+                   "side): replaces face detection; one portrait only")
     p.set_defaults(handler=run)
 
 
@@ -60,6 +67,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from engine.pipeline import AvatarPipeline
+    from engine.portrait import portrait_hash
 
     if not 16 <= args.resolution <= 2048:
         raise UserError(f"--resolution must be between 16 and 2048 (got {args.resolution})")
@@ -69,18 +77,36 @@ def run(args) -> int:
     for _, portrait, _ in jobs:
         if portrait is not None and not portrait.is_file():
             raise UserError(f"{portrait}: no such portrait file")
+    prepared = _prepare_all(jobs, args)  # every photo is checked before minutes of sampling start
     pipe = AvatarPipeline.from_pretrained(args.model, args.device)
     for name, portrait, seed in tqdm(jobs, unit="avatar", desc="generate", disable=len(jobs) == 1):
         settings = dict(steps=args.steps, sampler=args.sampler, seed=seed, stages=args.stages)
-        avatar = (pipe.unconditional(**settings) if portrait is None
-                  else pipe(portrait, guidance=args.guidance, **settings))
+        if portrait is None:
+            avatar = pipe.unconditional(**settings)
+        else:
+            avatar = pipe(prepared[name].image, guidance=args.guidance, **settings)
+            # the source file identifies the input (as before preprocessing existed); input.png shows what was used
+            avatar.metadata.update(input=str(portrait), input_hash=portrait_hash(portrait)[:16],
+                                   preprocess=prepared[name].record())
         folder = args.out / name
-        _write_outputs(avatar, folder, args)
+        _write_outputs(avatar, folder, args, prepared.get(name))
         print(f"{folder}: {avatar.metadata['timings']['total_s']:.1f} s")
     return 0
 
 
-def _write_outputs(avatar, folder: Path, args) -> None:
+def _prepare_all(jobs, args) -> dict:
+    """Job name → PreparedPortrait, for the jobs with a portrait."""
+    from engine.preprocess import CropBox, prepare_portrait
+
+    crop = CropBox.parse(args.crop) if args.crop is not None else None
+    if crop is not None and sum(portrait is not None for _, portrait, _ in jobs) != 1:
+        raise UserError("--crop is in one photo's pixels: give exactly one portrait with it")
+    auto = args.preprocess == "auto"
+    return {name: prepare_portrait(portrait, detect=auto, align=auto, matte=auto, crop=crop)
+            for name, portrait, _ in jobs if portrait is not None}
+
+
+def _write_outputs(avatar, folder: Path, args, prepared=None) -> None:
     from PIL import Image
 
     from engine.frames import to_uint8, write_frames
@@ -90,6 +116,8 @@ def _write_outputs(avatar, folder: Path, args) -> None:
     front = to_uint8(avatar.render_view(0.0, 0.0, resolution=args.resolution), "white")
     render_s = time.perf_counter() - started
     folder.mkdir(parents=True, exist_ok=True)
+    if prepared is not None:
+        atomic_write(folder / "input.png", lambda tmp: prepared.image.save(tmp, format="PNG"))
     atomic_write(folder / "front.png", lambda tmp: Image.fromarray(front).save(tmp, format="PNG"))
     timings = {"front_render_s": round(render_s, 4)}
     if args.turntable:

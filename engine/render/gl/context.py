@@ -28,3 +28,21 @@ def standalone_context():
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def unbind_current_egl() -> bool:
+    """Make no EGL context current on this thread (True if one was). A standalone EGL context left current blocks
+    a later windowed GLX context on the same thread (libglvnd refuses the switch: Qt then reports "Failed to make
+    context current"), so a process that renders headless and then opens a window must unbind first."""
+    import ctypes
+
+    try:
+        egl = ctypes.CDLL("libEGL.so.1")
+    except OSError:
+        return False
+    egl.eglGetCurrentContext.restype = ctypes.c_void_p
+    egl.eglGetCurrentDisplay.restype = ctypes.c_void_p
+    egl.eglMakeCurrent.argtypes = [ctypes.c_void_p] * 4
+    if not egl.eglGetCurrentContext():
+        return False
+    return bool(egl.eglMakeCurrent(egl.eglGetCurrentDisplay(), None, None, None))
