@@ -26,6 +26,8 @@ def main() -> None:
     p.add_argument("--portrait", type=Path, default=ROOT / "assets" / "portraits" / "astronaut.png")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--size", default="1280x800")
+    p.add_argument("--no-previews", action="store_true", help="do not draw x0 previews (what they cost)")
+    p.add_argument("--no-progress", action="store_true", help="no per-step progress in the window either")
     args = p.parse_args()
 
     from studio.app import set_gl_format, wait_until  # also sets GALLIVM_PERF before any GL context
@@ -43,6 +45,12 @@ def main() -> None:
         window = MainWindow(args.model, Library(Path(scratch) / "lib"),
                             QSettings(str(Path(scratch) / "s.ini"), QSettings.IniFormat))
         window.resize(*(int(v) for v in args.size.split("x")))
+        if args.no_progress:
+            window._generation_progress = lambda progress: None
+        if args.no_previews:  # the viewer ignores previews (the slot itself stays connected)
+            show = window.viewer.show_planes
+            window.viewer.show_planes = lambda planes, decoder, preview=False: None if preview else show(
+                planes, decoder)
         window.show()
         wait_until(app, lambda: window.pipeline is not None and not window.busy(), 600)
         started = time.perf_counter()
@@ -69,7 +77,8 @@ def main() -> None:
     print(f"model {args.model.name}, portrait {args.portrait.name}, window {args.size}, {args.runs} runs (median)")
     print(f"portrait preparation in the studio: {prepare_s:.2f} s")
     print(f"pipeline alone (baseline):          {plain_s:.2f} s")
-    print(f"studio generate (with previews):    {studio_s:.2f} s   ratio {studio_s / plain_s:.2f}×")
+    kind = "without previews" if args.no_previews else "with previews"
+    print(f"studio generate ({kind}):{' ' * (17 - len(kind))}{studio_s:.2f} s   ratio {studio_s / plain_s:.2f}×")
     print(f"exact frame shown after:            {statistics.median(refine):.2f} s")
 
 

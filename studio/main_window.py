@@ -27,6 +27,7 @@ from studio.worker import Task
 
 MAX_RECENT = 8
 THUMBNAIL_SIZE = 128
+PREVIEW_INTERVAL_MS = 400
 
 
 class MainWindow(PortraitActions, LibraryActions, QMainWindow):
@@ -40,6 +41,7 @@ class MainWindow(PortraitActions, LibraryActions, QMainWindow):
         self.pipeline = None
         self.tasks: dict[str, Task] = {}
         self._latest_preview = None
+        self._preview_shown_at = 0.0
         self._build_widgets()
         self._build_actions()
         self._restore_layout()
@@ -194,8 +196,8 @@ class MainWindow(PortraitActions, LibraryActions, QMainWindow):
         task.cancelled.connect(lambda: self.status_label.setText(f"{label or name} cancelled"))
         task.done.connect(lambda: self._task_done(name))
         self.status_label.setText(f"{label or name}…")
-        self.progress.setRange(0, 0)
-        self.progress.show()
+        # no animated "busy" bar: on a software GL driver every animation frame recomposites the whole window
+        # and takes CPU from the work itself; the bar appears when a task reports steps
         task.start()
         self._update_enabled()
         return task
@@ -296,12 +298,15 @@ class MainWindow(PortraitActions, LibraryActions, QMainWindow):
         self.generation_panel.show_progress(progress.step, progress.total)
         self.status_label.setText(f"Generating: {progress.stage} step {progress.step}/{progress.total}")
         if not self._preview_timer.isActive():
-            self._preview_timer.start(0)  # only the newest preview is drawn when several queue up
+            # only the newest preview is drawn, at most every PREVIEW_INTERVAL_MS: drawing takes CPU from sampling
+            wait = PREVIEW_INTERVAL_MS - (time.perf_counter() - self._preview_shown_at) * 1000
+            self._preview_timer.start(max(0, int(wait)))
 
     def _show_latest_preview(self) -> None:
         progress = self._latest_preview
         if progress is not None and self.pipeline is not None and "generate" in self.tasks:
             self.viewer.show_planes(progress.preview, self.pipeline.decoder, preview=True)
+            self._preview_shown_at = time.perf_counter()
 
     def _generated(self, result) -> None:
         avatar, entry = result
@@ -346,6 +351,7 @@ class MainWindow(PortraitActions, LibraryActions, QMainWindow):
         def progressed(step) -> None:
             self.progress.setRange(0, step[1])
             self.progress.setValue(step[0])
+            self.progress.show()
 
         def written(result) -> None:
             out, seconds = result

@@ -157,7 +157,7 @@ class AvatarViewer(QOpenGLWidget):
         return (self.state.camera, self.state.background, self._avatar_version, self._pixels())
 
     def _render_fast(self):
-        width, height = self._pixels(MOTION_SCALE if self._moving else 1.0)
+        width, height = self._pixels(MOTION_SCALE if self._moving or not self.refine_enabled else 1.0)
         self._fast_target = _ensure_target(self.ctx, self._fast_target, width, height)
         self._draw(self._fast_target, width, height, "fast")
         return self._fast_target.texture
