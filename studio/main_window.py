@@ -18,6 +18,7 @@ from studio.library import Library
 from studio.library_actions import LibraryActions
 from studio.portrait_actions import PortraitActions
 from studio.state import StudioState
+from studio.text_actions import TextActions
 from studio.widgets.generation_panel import GenerationPanel
 from studio.widgets.library_panel import LibraryPanel
 from studio.widgets.message_bar import MessageBar
@@ -30,7 +31,7 @@ THUMBNAIL_SIZE = 128
 PREVIEW_INTERVAL_MS = 400
 
 
-class MainWindow(PortraitActions, LibraryActions, QMainWindow):
+class MainWindow(PortraitActions, LibraryActions, TextActions, QMainWindow):
     def __init__(self, model: Path | None, library: Library, settings: QSettings | None = None) -> None:
         super().__init__()
         self.setWindowTitle("RodinHD Studio")
@@ -65,9 +66,12 @@ class MainWindow(PortraitActions, LibraryActions, QMainWindow):
         self.portrait_panel = PortraitPanel(self.state)
         self.generation_panel = GenerationPanel(self.state)
         self.library_panel = LibraryPanel(self.library)
-        self._dock("Portrait", self.portrait_panel, Qt.LeftDockWidgetArea)
+        portrait_dock = self._dock("Portrait", self.portrait_panel, Qt.LeftDockWidgetArea)
         self._dock("Generation", self.generation_panel, Qt.RightDockWidgetArea)
         self._dock("Library", self.library_panel, Qt.RightDockWidgetArea)
+        self._build_text_dock()
+        self.tabifyDockWidget(portrait_dock, self.findChild(QDockWidget, "dock_text"))
+        portrait_dock.raise_()
         self.status_label = QLabel("Ready")
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(220)
@@ -182,8 +186,10 @@ class MainWindow(PortraitActions, LibraryActions, QMainWindow):
 
     # ------------------------------------------------------------------------------------------ tasks
     def run_task(self, name: str, fn: Callable, on_success: Callable[[Any], None],
-                 on_progress: Callable[[Any], None] | None = None, label: str = "") -> Task | None:
-        """Start `fn(report)` in a worker unless a task of that name is running; outcomes go to the UI thread."""
+                 on_progress: Callable[[Any], None] | None = None, label: str = "",
+                 on_done: Callable[[], None] | None = None) -> Task | None:
+        """Start `fn(report)` in a worker unless a task of that name is running; outcomes go to the UI thread.
+        Everything is connected before the thread starts (a fast task could otherwise finish unheard)."""
         if name in self.tasks:
             self.message_bar.show_message(f"{label or name} is already running", "info")
             return None
@@ -195,6 +201,8 @@ class MainWindow(PortraitActions, LibraryActions, QMainWindow):
         task.failed.connect(lambda text: self.message_bar.show_message(text, "error"))
         task.cancelled.connect(lambda: self.status_label.setText(f"{label or name} cancelled"))
         task.done.connect(lambda: self._task_done(name))
+        if on_done is not None:
+            task.done.connect(on_done)
         self.status_label.setText(f"{label or name}…")
         # no animated "busy" bar: on a software GL driver every animation frame recomposites the whole window
         # and takes CPU from the work itself; the bar appears when a task reports steps
@@ -267,6 +275,7 @@ class MainWindow(PortraitActions, LibraryActions, QMainWindow):
             return
         unconditional = self.state.settings.unconditional
         prepared, source = self.state.prepared, self.state.portrait
+        text = self.text_origins.get(source)  # the prompt, when the portrait came from text
         if not unconditional and prepared is None:
             self.message_bar.show_message("Open a portrait first (Ctrl+O or drop one on the window), or tick "
                                           "Unconditional", "error")
@@ -284,6 +293,8 @@ class MainWindow(PortraitActions, LibraryActions, QMainWindow):
                 # as `rodinhd generate` records it: the source photo, its hash, and what preprocessing did
                 avatar.metadata.update(input=str(source), input_hash=portrait_hash(source)[:16],
                                        preprocess=prepared.record())
+                if text is not None:
+                    avatar.metadata["text"] = text
             thumbnail = avatar.render_view(resolution=THUMBNAIL_SIZE)
             entry = library.add(avatar, thumbnail, None if unconditional else prepared.image)
             return avatar, entry

@@ -21,18 +21,20 @@ class PortraitActions:
         recent = self.recent_files()
         return Path(recent[0]).parent if recent else Path.home()
 
-    def open_portrait(self, path: Path) -> None:
+    def open_portrait(self, path: Path, as_is: bool = False) -> None:
         """Prepare `path` in a worker; it becomes the portrait only once it opened (a broken file changes
-        nothing). No face found: the photo stays so the crop can be set by hand."""
+        nothing). No face found: the photo stays so the crop can be set by hand. `as_is`: already in the training
+        framing (a text → portrait candidate): no detection, no matte."""
         from engine.preprocess import NoFaceFound
 
         path = Path(path)
         options = self.state.portrait_options
+        detect, matte = (False, False) if as_is else (options.detect, options.matte)
         crop = None  # a new photo starts from automatic cropping
 
         def prepare(report):
             try:
-                return path, _prepare(path, options.detect, options.matte, crop), None
+                return path, _prepare(path, detect, matte, crop), None
             except NoFaceFound as exc:
                 return path, None, str(exc)
 

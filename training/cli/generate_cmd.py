@@ -1,7 +1,11 @@
 """`rodinhd generate`: portrait(s) → avatar(s) with a trained model, or unconditional samples. Each avatar gets a
 folder with avatar.safetensors, avatar.json (settings, hashes, timings, preprocessing), input.png (the portrait as
 the model saw it), front.png and a turntable. Photos are first brought to the training framing
-(engine.preprocess: face detection, roll from the eyes, crop, background matte) unless --preprocess off."""
+(engine.preprocess: face detection, roll from the eyes, crop, background matte) unless --preprocess off.
+
+`--prompt TEXT` makes the portrait first with a text → portrait model (engine.text; `--text-model`, `--lora`,
+`--candidates N`, `--pick K`): the picked candidate is already in the training framing, so it goes to the avatar
+model as it is (no preprocessing); the folder also gets portrait.png (and candidate_XX.png when N > 1)."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +14,7 @@ from pathlib import Path
 
 from engine.errors import UserError
 from training.cli.common import int_arg
+from training.cli.text2portrait_cmd import add_text_model_args
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "assets" / "models" / "default"
 
@@ -20,7 +25,8 @@ def register(subparsers) -> None:
 
     p = subparsers.add_parser(
         "generate", help="portrait → 3D avatar (or unconditional avatars) with a trained model",
-        description="rodinhd generate PORTRAIT... --model MODEL --out DIR, or rodinhd generate --unconditional N",
+        description="rodinhd generate PORTRAIT... --model MODEL --out DIR, rodinhd generate --prompt TEXT --out DIR, "
+                    "or rodinhd generate --unconditional N --out DIR",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("portraits", nargs="*", type=Path, help="portrait images (PNG, JPEG, WebP, …)")
     p.add_argument("--unconditional", type=int_arg, metavar="N", help="make N avatars without a portrait")
@@ -40,6 +46,14 @@ def register(subparsers) -> None:
                         "background; off: the centre square of the photo as it is")
     p.add_argument("--crop", metavar="X,Y,SIZE", help="square to cut, in the photo's pixels (top-left corner and "
                    "side): replaces face detection; one portrait only")
+    t = p.add_argument_group("text → portrait (--prompt)")
+    t.add_argument("--prompt", metavar="TEXT", help="describe the person: a portrait is generated from it first")
+    add_text_model_args(t, "--text-model")
+    t.add_argument("--candidates", type=int_arg, default=1, help="portrait candidates to sample (1–16; candidate "
+                   "i uses seed+i)")
+    t.add_argument("--pick", type=int_arg, default=0, help="which candidate (0-based) becomes the avatar")
+    t.add_argument("--text-steps", type=int_arg, default=25, help="text → portrait sampling steps")
+    t.add_argument("--text-guidance", type=float, default=5.0, help="text → portrait guidance scale")
     p.set_defaults(handler=run)
 
 
@@ -52,7 +66,7 @@ def _jobs(args) -> list[tuple[str, Path | None, int]]:
             raise UserError(f"--unconditional must be at least 1 (got {args.unconditional})")
         return [(f"unconditional_{args.seed + i:05d}", None, args.seed + i) for i in range(args.unconditional)]
     if not args.portraits:
-        raise UserError("give at least one portrait image, or --unconditional N")
+        raise UserError("give at least one portrait image, --unconditional N or --prompt TEXT")
     jobs, used = [], set()
     for path in args.portraits:
         name = path.stem or "portrait"
@@ -73,6 +87,10 @@ def run(args) -> int:
         raise UserError(f"--resolution must be between 16 and 2048 (got {args.resolution})")
     if args.turntable < 0:
         raise UserError(f"--turntable must be ≥ 0 (got {args.turntable})")
+    if args.prompt is not None:
+        if args.portraits or args.unconditional is not None:
+            raise UserError("give portraits, --unconditional N or --prompt TEXT: only one of them")
+        return _run_prompt(args)
     jobs = _jobs(args)
     for _, portrait, _ in jobs:
         if portrait is not None and not portrait.is_file():
@@ -91,6 +109,62 @@ def run(args) -> int:
         folder = args.out / name
         _write_outputs(avatar, folder, args, prepared.get(name))
         print(f"{folder}: {avatar.metadata['timings']['total_s']:.1f} s")
+    return 0
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    import re
+
+    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:limit].rstrip("_")
+    return slug or "prompt"
+
+
+def _run_prompt(args) -> int:
+    """--prompt: text → portrait candidates → the picked one → avatar (no preprocessing: already framed)."""
+    import numpy as np
+
+    from engine.io import atomic_write
+    from engine.pipeline import AvatarPipeline
+    from engine.portrait import portrait_hash
+    from engine.preprocess import prepare_portrait
+    from training.cli.text2portrait_cmd import load_text_pipeline, sample_candidates
+
+    prompt = args.prompt.strip()
+    if not prompt:
+        raise UserError('--prompt is empty: describe the person, e.g. "a woman with short red hair and glasses"')
+    if args.crop is not None:
+        raise UserError("--crop is for photos; a generated portrait is already framed")
+    if not 1 <= args.candidates <= 16:
+        raise UserError(f"--candidates must be between 1 and 16 (got {args.candidates})")
+    if not 0 <= args.pick < args.candidates:
+        raise UserError(f"--pick must be between 0 and {args.candidates - 1} (the candidates are numbered from 0; "
+                        f"got {args.pick})")
+    text = load_text_pipeline(args.text_model, args.device, args.lora, args.lora_scale, flag="--text-model")
+    pipe = AvatarPipeline.from_pretrained(args.model, args.device)  # both load before any sampling
+    started = time.perf_counter()
+    images, record = sample_candidates(text, prompt, negative=args.negative, n=args.candidates,
+                                       steps=args.text_steps, guidance=args.text_guidance, seed=args.seed,
+                                       add_trigger=args.add_trigger, desc="portrait")
+    text_s = time.perf_counter() - started
+    portrait = images[args.pick]
+    prepared = prepare_portrait(portrait, detect=False, align=False, matte=False)
+    avatar = pipe(prepared.image, guidance=args.guidance, steps=args.steps, sampler=args.sampler, seed=args.seed,
+                  stages=args.stages)
+    record = {**record, "pick": args.pick, "portrait_seed": record["seeds"][args.pick],
+              "timings": {**record["timings"], "text_s": round(text_s, 4)}}
+    avatar.metadata.update(mode="text", input="portrait.png", input_hash=portrait_hash(np.asarray(portrait))[:16],
+                           prompt=prompt, negative_prompt=record["negative_prompt"],
+                           text_model=record["model"], text_model_hash=record["model_hash"],
+                           text_seed=record["portrait_seed"], text_lora=record["lora"], text=record,
+                           preprocess={**prepared.record(), "crop_from": "generated"})
+    avatar.metadata["timings"] = {**avatar.metadata["timings"], "text_s": round(text_s, 4)}
+    folder = args.out / _slug(prompt)
+    _write_outputs(avatar, folder, args, prepared)
+    atomic_write(folder / "portrait.png", lambda tmp: portrait.save(tmp, format="PNG"))
+    if len(images) > 1:
+        for i, image in enumerate(images):
+            atomic_write(folder / f"candidate_{i:02d}.png", lambda tmp, im=image: im.save(tmp, format="PNG"))
+    print(f"{folder}: {avatar.metadata['timings']['total_s'] + text_s:.1f} s")
     return 0
 
 
