@@ -95,6 +95,7 @@ class TextActions:
         def made(result) -> None:
             images, seconds = result
             self.text_panel.show_candidates(images)
+            self.text_panel.show_model(self.text_panel.model_label.text(), pipe.active_trigger)  # LoRA's trigger
             self._last_text = {**settings, "model_hash": pipe.model_hash(), "lora": pipe.lora_info}
             self.status_label.setText(f"{len(images)} portraits in {seconds:.1f} s: pick one")
 

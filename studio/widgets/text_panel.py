@@ -3,7 +3,6 @@ becomes the portrait input. The text model folder and an optional LoRA (with its
 itself runs in the main window's workers."""
 from __future__ import annotations
 
-from pathlib import Path
 
 from PIL import Image
 from PySide6.QtCore import QSize, Qt, Signal
@@ -160,8 +159,3 @@ def _spin(low: int, high: int, value: int) -> QSpinBox:
     box.setRange(low, high)
     box.setValue(value)
     return box
-
-
-def model_caption(folder: Path, info: dict | None) -> str:
-    info = info or {}
-    return f"{Path(folder).name} ({info.get('resolution', '?')}², {info.get('backend', 'ours')})"
