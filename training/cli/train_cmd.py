@@ -1,5 +1,6 @@
-"""`rodinhd train --stage vae|base|upsample`: train the portrait VAE or one stage of the cascaded triplane
-diffusion model into a run folder (resumable; DDP under torchrun)."""
+"""`rodinhd train --stage vae|base|upsample|text|lora`: train the portrait VAE, one stage of the cascaded triplane
+diffusion model (resumable; DDP under torchrun), the text → portrait model (`text`, into OUT/model) or a LoRA of it
+(`lora`, into OUT/lora.safetensors)."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +11,7 @@ from engine.errors import UserError
 from training.cli.common import int_arg
 from training.cli.overrides import apply_overrides, parse_overrides
 
-STAGES = ("vae", "base", "upsample")
+STAGES = ("vae", "base", "upsample", "text", "lora")
 
 
 def register(subparsers) -> None:
@@ -19,7 +20,9 @@ def register(subparsers) -> None:
         description="rodinhd train --stage base --data DATASET --triplanes FIT_RUN --out RUN. "
                     "--triplanes is a `rodinhd fit` run folder (stage 2, or stage 1) fitted on --data; "
                     "`rodinhd model build` assembles trained stages into a model folder. "
-                    "Under torchrun the diffusion stages train with DDP (gloo on CPU, nccl on GPU).",
+                    "Under torchrun the diffusion stages train with DDP (gloo on CPU, nccl on GPU). "
+                    "--stage text --data DATASET --out RUN [--model-out FOLDER]: text → portrait model; "
+                    "--stage lora --base MODEL --data DATASET --out RUN [--trigger PHRASE]: LoRA finetune.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--stage", required=True, choices=STAGES, help="what to train")
     p.add_argument("--data", type=Path, required=True, help="dataset folder (portraits and views)")
@@ -34,6 +37,9 @@ def register(subparsers) -> None:
                    help="leave this avatar out (held out for evaluation; repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--device", help="torch device: cpu, cuda, cuda:1 …")
+    p.add_argument("--base", type=Path, help="lora: the text model folder to finetune (e.g. assets/models/text_default)")
+    p.add_argument("--trigger", help="lora: trigger phrase put in front of every caption")
+    p.add_argument("--model-out", type=Path, help="text: also copy the trained model folder here")
     p.add_argument("--set", dest="overrides", action="append", metavar="FIELD=VALUE",
                    help="override any config field, e.g. --set lr=1e-4 --set stage.unet.model_channels=32")
     p.set_defaults(handler=run)
@@ -46,6 +52,8 @@ def run(args) -> int:
         raise UserError(f"--data {args.data}: no such dataset folder")
     if args.stage == "vae":
         return _train_vae(args)
+    if args.stage in ("text", "lora"):
+        return _train_text(args)
     if args.triplanes is None:
         raise UserError(f"--stage {args.stage} needs --triplanes (a `rodinhd fit` run folder)")
     from training.diffusion.config import DiffusionTrainConfig
@@ -80,4 +88,36 @@ def _train_vae(args) -> int:
     else:
         print(f"vae: {result['steps']} steps; held-out reconstruction PSNR {result['psnr']:.2f} dB; "
               f"encoder in {args.out / 'encoder'}")
+    return 0
+
+
+def _train_text(args) -> int:
+    """--stage text: text → portrait UNet into OUT/model; --stage lora: a LoRA of --base into OUT/lora.safetensors."""
+    if args.stage == "lora":
+        from training.text.lora import LoraTrainConfig, train_lora
+
+        if args.base is None:
+            raise UserError("--stage lora needs --base (a text model folder)")
+        config = LoraTrainConfig(**{k: v for k, v in {"steps": args.steps, "batch_size": args.batch,
+                                                       "trigger": args.trigger}.items() if v is not None})
+        config = apply_overrides(config, parse_overrides(args.overrides))
+        info = train_lora(args.base, args.data, args.out, config, limit=args.avatars)
+        print(f"lora: {info['steps']} steps on {info['images']} images, loss {info['first_loss']:.4f} → "
+              f"{info['final_loss']:.4f}; adapter in {info['path']}")
+        return 0
+    import shutil
+
+    from training.text.train import TextTrainConfig, train_text
+
+    config = TextTrainConfig.preset(args.preset if args.preset != "paper" else "tiny")
+    changes = {"steps": args.steps, "batch_size": args.batch, "device": args.device,
+               "exclude_ids": tuple(args.exclude) or None}
+    config = config.replace(**{k: v for k, v in changes.items() if v is not None})
+    config = apply_overrides(config, parse_overrides(args.overrides))
+    info = train_text([args.data], args.out, config)
+    if args.model_out is not None:
+        shutil.rmtree(args.model_out, ignore_errors=True)
+        shutil.copytree(args.out / "model", args.model_out)
+    print(f"text: {info['steps']} steps on {info['avatars']} portraits; model in "
+          f"{args.model_out or args.out / 'model'}")
     return 0
