@@ -25,11 +25,10 @@ from engine.diffusion.model import DiffusionStage
 from engine.diffusion.sampling import SAMPLERS, guided, sample
 from engine.encoders import PortraitEncoder, load_encoder
 from engine.errors import UserError
-from engine.io import atomic_write_json, read_json
+from engine.io import atomic_write_json
 from engine.portrait import load_portrait, portrait_hash
-from engine.weights import state_hash
+from engine.weights import INDEX_FILE, read_index, state_hash
 
-INDEX_FILE = "model_index.json"
 FORMAT_VERSION = 1
 STAGES = ("cascade", "base")
 GUIDANCE_RANGE = (0.0, 30.0)
@@ -83,13 +82,8 @@ class AvatarPipeline:
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu") -> "AvatarPipeline":
         path = Path(path)
-        if not (path / INDEX_FILE).is_file():
-            raise UserError(f"{path}: not a model folder (missing {INDEX_FILE})")
-        try:
-            index = read_json(path / INDEX_FILE)
-        except Exception as exc:  # noqa: BLE001 - any unreadable index is the same user-facing problem
-            raise UserError(f"{path / INDEX_FILE}: not readable JSON ({exc})") from exc
-        components = index.get("components") if isinstance(index, dict) else None
+        index = read_index(path, "model")
+        components = index.get("components")
         if not isinstance(components, dict) or not all(k in components for k in ("decoder", "encoder", "base")):
             raise UserError(f"{path / INDEX_FILE}: needs components decoder, encoder and base")
         decoder = load_decoder(path / components["decoder"], device)

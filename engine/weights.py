@@ -14,7 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from engine.errors import UserError
-from engine.io import atomic_write, atomic_write_text
+from engine.io import atomic_write, atomic_write_text, read_json
 
 CONFIG_FILE = "config.json"
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
@@ -56,6 +56,23 @@ def read_component_config(folder: Path, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a JSON object")
     return data
+
+
+INDEX_FILE = "model_index.json"
+
+
+def read_index(folder: Path, what: str) -> dict[str, Any]:
+    """`folder/model_index.json` (a pipeline folder's index) as a dict, or one UserError naming the problem."""
+    path = Path(folder) / INDEX_FILE
+    if not path.is_file():
+        raise UserError(f"{folder}: not a {what} folder (missing {INDEX_FILE})")
+    try:
+        index = read_json(path)
+    except Exception as exc:  # noqa: BLE001 - any unreadable index is the same user-facing problem
+        raise UserError(f"{path}: not readable JSON ({exc})") from exc
+    if not isinstance(index, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return index
 
 
 def load_weights(folder: Path, weights_name: str = "model.safetensors", what: str = "model",

@@ -219,13 +219,9 @@ class MainWindow(PortraitActions, LibraryActions, TextActions, QMainWindow):
             self.progress.hide()
         if name == "generate":
             self.generation_panel.set_running(False)
-            if self.state.avatar is not None or self.viewer.refine_enabled is False:
-                self.viewer.show_planes(*self._current_planes())
+            if self.viewer.showing_preview:  # cancelled or failed: back to the current avatar
+                self.viewer.show_avatar(self.state.avatar)
         self._update_enabled()
-
-    def _current_planes(self):
-        avatar = self.state.avatar
-        return (None, None) if avatar is None else (avatar.planes, avatar.decoder)
 
     def busy(self) -> bool:
         return bool(self.tasks)

@@ -21,6 +21,7 @@ class TextActions:
         self.text_pipeline = None
         self.lora_path: Path | None = None
         self.text_origins: dict[Path, dict] = {}  # portrait file → the prompt and settings that made it
+        self._last_text: dict = {}  # settings of the candidates on show
         self.text_panel = TextPanel()
         self._dock("Text", self.text_panel, Qt.LeftDockWidgetArea)
         panel = self.text_panel
@@ -108,7 +109,7 @@ class TextActions:
         """Save the chosen candidate into the library folder and make it the portrait input (as is: it is
         already framed like the training portraits)."""
         image = self.text_panel.candidates[index]
-        settings = getattr(self, "_last_text", {})
+        settings = self._last_text
         folder = self.library.root / TEXT_PORTRAITS
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-seed{settings.get('seed', 0) + index}.png"

@@ -15,6 +15,8 @@ Optional index key "attention_mask" (default true): pass the prompt's token mask
 """
 from __future__ import annotations
 
+import copy
+
 import hashlib
 import json
 import time
@@ -27,11 +29,11 @@ import torch
 from PIL import Image
 
 from engine.errors import Cancelled, UserError
-from engine.io import atomic_write_json, read_json
+from engine.io import atomic_write_json
 from engine.text import lora as lora_mod
 from engine.text.encoder import DEFAULT_MAX_TOKENS, ENCODER_NAME, HIDDEN_SIZE, TextEncoder
+from engine.weights import INDEX_FILE, read_index
 
-INDEX_FILE = "model_index.json"
 CLASS_NAME = "TextPortraitPipeline"
 FORMAT_VERSION = 1
 SD_CLASSES = ("StableDiffusionPipeline",)
@@ -123,13 +125,8 @@ class TextPortraitPipeline:
         path = Path(path)
         if not path.is_dir():
             raise UserError(f"{path}: no such text model folder")
-        if not (path / INDEX_FILE).is_file():
-            raise UserError(f"{path}: not a text model folder (missing {INDEX_FILE})")
-        try:
-            index = read_json(path / INDEX_FILE)
-        except Exception as exc:  # noqa: BLE001 - any unreadable index is the same user-facing problem
-            raise UserError(f"{path / INDEX_FILE}: not readable JSON ({exc})") from exc
-        kind = index.get("_class_name") if isinstance(index, dict) else None
+        index = read_index(path, "text model")
+        kind = index.get("_class_name")
         if kind in SD_CLASSES:
             return cls._from_stable_diffusion(path, index, device)
         if kind != CLASS_NAME:
@@ -177,8 +174,9 @@ class TextPortraitPipeline:
         sd.set_progress_bar_config(disable=True)
         return cls(sd=sd, info={**index, "path": str(path)}, device=device)
 
-    def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        """Write the model folder (base weights only: a loaded LoRA is not baked in)."""
+    def save_pretrained(self, path: str | Path, extra: dict[str, Any] | None = None, half: bool = False) -> Path:
+        """Write the model folder (base weights only: a loaded LoRA is not baked in). `half` stores the UNet in
+        fp16 (a shippable size; it loads back into fp32); the recorded hash is that of the model as it loads."""
         if self.sd is not None:
             raise UserError("a Stable Diffusion text model is used as it is; it is not re-saved")
         path = Path(path)
@@ -186,14 +184,18 @@ class TextPortraitPipeline:
         lora = (self._lora_tensors, self._lora_meta, self._lora)
         lora_mod.remove_lora(self.unet)
         try:
-            self.unet.save_pretrained(str(path / "unet"), safe_serialization=True)
+            unet = copy.deepcopy(self.unet).half() if half else self.unet
+            unet.save_pretrained(str(path / "unet"), safe_serialization=True)
             self.scheduler.save_pretrained(str(path / "scheduler"))
+            as_loaded = self if not half else TextPortraitPipeline(
+                unet.float(), self.scheduler, max_tokens=self.max_tokens, attention_mask=self.attention_mask)
+            model_hash = as_loaded.model_hash()
         finally:
             if lora[0] is not None:
                 lora_mod.attach_lora(self.unet, lora[0], lora[1], lora[2]["scale"], lora[2]["path"])
         index = {"_class_name": CLASS_NAME, "format_version": FORMAT_VERSION, "resolution": self.resolution,
                  "text_encoder": ENCODER_NAME, "max_tokens": self.max_tokens, "trigger": self.trigger,
-                 **({} if self.attention_mask else {"attention_mask": False}), "model_hash": self.model_hash(),
+                 **({} if self.attention_mask else {"attention_mask": False}), "model_hash": model_hash,
                  **(extra or {})}
         atomic_write_json(path / INDEX_FILE, index)  # last: a folder without it is not a model
         self.info = {**index, "path": str(path)}

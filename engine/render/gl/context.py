@@ -30,19 +30,31 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def unbind_current_egl() -> bool:
-    """Make no EGL context current on this thread (True if one was). A standalone EGL context left current blocks
-    a later windowed GLX context on the same thread (libglvnd refuses the switch: Qt then reports "Failed to make
-    context current"), so a process that renders headless and then opens a window must unbind first."""
+def _egl():
+    """libEGL through ctypes with the three calls used here, or None when the library is absent."""
     import ctypes
 
     try:
         egl = ctypes.CDLL("libEGL.so.1")
     except OSError:
-        return False
+        return None
     egl.eglGetCurrentContext.restype = ctypes.c_void_p
     egl.eglGetCurrentDisplay.restype = ctypes.c_void_p
     egl.eglMakeCurrent.argtypes = [ctypes.c_void_p] * 4
-    if not egl.eglGetCurrentContext():
+    return egl
+
+
+def egl_context_current() -> bool:
+    """Whether an EGL context is current on this thread."""
+    egl = _egl()
+    return bool(egl is not None and egl.eglGetCurrentContext())
+
+
+def unbind_current_egl() -> bool:
+    """Make no EGL context current on this thread (True if one was). A standalone EGL context left current blocks
+    a later windowed GLX context on the same thread (libglvnd refuses the switch: Qt then reports "Failed to make
+    context current"), so a process that renders headless and then opens a window must unbind first."""
+    egl = _egl()
+    if egl is None or not egl.eglGetCurrentContext():
         return False
     return bool(egl.eglMakeCurrent(egl.eglGetCurrentDisplay(), None, None, None))
