@@ -60,7 +60,7 @@ def main() -> None:
     ap.add_argument("--eval-data", type=Path, default=Path("data/text_eval"), help="held-out avatars (other seed)")
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--steps", type=int, default=25)
-    ap.add_argument("--guidance", type=float, default=4.0)
+    ap.add_argument("--guidance", type=float, help="default: the model's guidance_default (else 4)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--measure", type=Path, default=Path("runs/text_default/colour_measure.json"))
     ap.add_argument("--grid", type=Path, default=Path("docs/text2portrait_samples.png"))
@@ -77,6 +77,8 @@ def main() -> None:
     t0 = time.time()
     index = json.loads((args.model / "model_index.json").read_text())
     res = int(index["resolution"])
+    if args.guidance is None:
+        args.guidance = float(index.get("guidance_default", 4.0))
     if args.measure.is_file():
         measure = ColourMeasure.load(args.measure)
     else:

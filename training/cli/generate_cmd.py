@@ -53,7 +53,7 @@ def register(subparsers) -> None:
                    "i uses seed+i)")
     t.add_argument("--pick", type=int_arg, default=0, help="which candidate (0-based) becomes the avatar")
     t.add_argument("--text-steps", type=int_arg, default=25, help="text → portrait sampling steps")
-    t.add_argument("--text-guidance", type=float, default=5.0, help="text → portrait guidance scale")
+    t.add_argument("--text-guidance", type=float, help="text → portrait guidance scale (default: the text model's)")
     p.set_defaults(handler=run)
 
 

@@ -13,7 +13,7 @@ from engine.errors import UserError
 from training.cli.common import int_arg
 
 DEFAULT_TEXT_MODEL = Path(__file__).resolve().parents[2] / "assets" / "models" / "text_default"
-DEFAULT_N, DEFAULT_STEPS, DEFAULT_GUIDANCE = 4, 25, 5.0  # = engine.text (not imported here: --help stays fast)
+DEFAULT_N, DEFAULT_STEPS = 4, 25  # = engine.text (not imported here: --help stays fast)
 
 
 def add_text_model_args(p, model_flag: str = "--model") -> None:
@@ -39,7 +39,8 @@ def register(subparsers) -> None:
                    help="number of candidates (1–16); candidate i uses seed+i")
     p.add_argument("--seed", type=int_arg, default=0, help="random seed of the first candidate")
     p.add_argument("--steps", type=int_arg, default=DEFAULT_STEPS, help="DDIM sampling steps")
-    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE, help="classifier-free guidance scale (0–30)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (0–30; default: the model's "
+                   "guidance_default, else 5)")
     p.add_argument("--device", default="cpu", help="torch device")
     p.set_defaults(handler=run)
 

@@ -114,7 +114,10 @@ def _train_text(args) -> int:
                "exclude_ids": tuple(args.exclude) or None}
     config = config.replace(**{k: v for k, v in changes.items() if v is not None})
     config = apply_overrides(config, parse_overrides(args.overrides))
-    info = train_text([args.data], args.out, config)
+    info = train_text([args.data], args.out, config, resume=args.resume)
+    if info is None:
+        print(f"stopped; continue with: rodinhd train --stage text ... --out {args.out} --resume")
+        return 0
     if args.model_out is not None:
         shutil.rmtree(args.model_out, ignore_errors=True)
         shutil.copytree(args.out / "model", args.model_out)
