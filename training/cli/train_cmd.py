@@ -24,8 +24,11 @@ def register(subparsers) -> None:
                     "--stage text --data DATASET --out RUN [--model-out FOLDER]: text → portrait model; "
                     "--stage lora --base MODEL --data DATASET --out RUN [--trigger PHRASE]: LoRA finetune.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--stage", required=True, choices=STAGES, help="what to train")
-    p.add_argument("--data", type=Path, required=True, help="dataset folder (portraits and views)")
+    p.add_argument("--stage", choices=STAGES, help="what to train (or --recipe)")
+    p.add_argument("--recipe", choices=("default", "smoke"),
+                   help="train a whole model from nothing: synth → fit 1 → fit 2 → base → upsample → build → text "
+                        "(resumable: run it again to continue); needs only --out")
+    p.add_argument("--data", type=Path, help="dataset folder (portraits and views)")
     p.add_argument("--triplanes", type=Path, help="base/upsample: fit run folder with triplanes/ and decoder/")
     p.add_argument("--out", type=Path, required=True, help="run folder to create (or continue with --resume)")
     p.add_argument("--preset", default="tiny", choices=("tiny", "paper"), help="named sizes")
@@ -39,13 +42,22 @@ def register(subparsers) -> None:
     p.add_argument("--device", help="torch device: cpu, cuda, cuda:1 …")
     p.add_argument("--base", type=Path, help="lora: the text model folder to finetune (e.g. assets/models/text_default)")
     p.add_argument("--trigger", help="lora: trigger phrase put in front of every caption")
-    p.add_argument("--model-out", type=Path, help="text: also copy the trained model folder here")
+    p.add_argument("--model-out", type=Path, help="text: also copy the trained model folder here; recipe: copy the "
+                   "avatar model here when done (e.g. assets/models/default)")
+    p.add_argument("--text-model-out", type=Path, help="recipe: copy the text model here when done")
+    p.add_argument("--no-text", action="store_true", help="recipe: skip the text → portrait model")
+    p.add_argument("--workers", type=int_arg, default=1, help="recipe: processes for synth and fit stage 2")
+    p.add_argument("--plan", action="store_true", help="recipe: print the steps and exit")
     p.add_argument("--set", dest="overrides", action="append", metavar="FIELD=VALUE",
                    help="override any config field, e.g. --set lr=1e-4 --set stage.unet.model_channels=32")
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
+    if args.recipe:
+        return _recipe(args)
+    if args.stage is None or args.data is None:
+        raise UserError("rodinhd train needs --stage and --data (or --recipe NAME --out DIR)")
     if args.avatars is not None and args.avatars < 1:
         raise UserError(f"--avatars must be at least 1 (got {args.avatars})")
     if not args.data.is_dir():
@@ -123,4 +135,23 @@ def _train_text(args) -> int:
         shutil.copytree(args.out / "model", args.model_out)
     print(f"text: {info['steps']} steps on {info['avatars']} portraits; model in "
           f"{args.model_out or args.out / 'model'}")
+    return 0
+
+
+def _recipe(args) -> int:
+    """--recipe NAME --out DIR: the whole chain (training/recipe.py), resumable; --plan lists it."""
+    from training.recipe import install, recipe_steps, run_recipe
+
+    if args.stage or args.data:
+        raise UserError("--recipe makes its own data and stages: drop --stage/--data")
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1 (got {args.workers})")
+    if args.plan:
+        for i, step in enumerate(recipe_steps(args.recipe, args.out, args.device, args.workers, not args.no_text), 1):
+            print(f"{i}. {step.name} (~{step.minutes:g} CPU-min): rodinhd {' '.join(step.argv)}")
+        return 0
+    state = run_recipe(args.recipe, args.out, args.device, args.workers, not args.no_text)
+    install(args.out, args.model_out, None if args.no_text else args.text_model_out)
+    minutes = sum(state["done"].values()) / 60
+    print(f"recipe {args.recipe}: finished ({minutes:.1f} min of steps); model in {args.model_out or args.out / 'model'}")
     return 0
