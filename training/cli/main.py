@@ -13,7 +13,7 @@ from engine.errors import UserError
 VERB_MODULES = ["training.cli.synth_cmd", "training.cli.data_cmd", "training.cli.demo_cmd", "training.cli.runs_cmd",
                 "training.cli.fit_cmd", "training.cli.fit_ablation_cmd", "training.cli.render_cmd",
                 "training.cli.export_cmd", "training.cli.plot_cmd", "training.cli.train_cmd", "training.cli.model_cmd",
-                "training.cli.generate_cmd", "training.cli.text2portrait_cmd"]
+                "training.cli.generate_cmd", "training.cli.text2portrait_cmd", "training.cli.eval_cmd"]
 
 
 def package_version() -> str:

@@ -75,10 +75,22 @@ class Retrieval:
 Method = Callable[[Path, int], torch.Tensor]  # (portrait path, seed) → raw triplane [3, C, R, R]
 
 
+@dataclass
+class Rendered:
+    """One method's result on one avatar, as scored: what `evaluate_methods` hands to its `keep` callback."""
+
+    avatar: str
+    method: str
+    planes: torch.Tensor  # [3, C, R, R]
+    pred: torch.Tensor  # [V, H, W, 3] renders over white
+    truth: torch.Tensor  # [V, H, W, 3] ground-truth test views over white
+
+
 def evaluate_methods(methods: dict[str, Method], data: Path, avatars: list[str], decoder, views: int = 4,
                      size: int = 128, seed: int = 0, progress: Callable[[str], None] | None = None,
-                     ) -> dict[str, dict]:
-    """Every method on every held-out avatar → {method: {"mean": Scores-dict, "per_avatar": {...}}}."""
+                     keep: Callable[[Rendered], None] | None = None) -> dict[str, dict]:
+    """Every method on every held-out avatar → {method: {"mean": Scores-dict, "per_avatar": {...}}}.
+    `keep(Rendered)` is called after each (avatar, method) for callers that need the renders (FID) or planes."""
     perceptual = PerceptualDistance()
     results: dict[str, dict] = {name: {"per_avatar": {}} for name in methods}
     for avatar in avatars:
@@ -93,6 +105,8 @@ def evaluate_methods(methods: dict[str, Method], data: Path, avatars: list[str],
             score = score_views(pred, target, perceptual)
             score.seconds = seconds
             results[name]["per_avatar"][avatar] = score.__dict__
+            if keep:
+                keep(Rendered(avatar, name, planes, pred, target))
             if progress:
                 progress(f"{avatar} {name}: {score.psnr:.2f} dB")
     for name, result in results.items():
@@ -101,12 +115,17 @@ def evaluate_methods(methods: dict[str, Method], data: Path, avatars: list[str],
     return results
 
 
-def markdown_table(results: dict[str, dict], labels: dict[str, str] | None = None) -> str:
-    rows = ["| method | PSNR ↑ | SSIM ↑ | " + PERCEPTUAL_NAME + " ↓ | seconds / avatar |", "|---|---|---|---|---|"]
+def markdown_table(results: dict[str, dict], labels: dict[str, str] | None = None,
+                   fid: dict[str, float] | None = None, fid_images: int = 0) -> str:
+    """One row per method (mean scores); with `fid` ({method: FID}) an FID column naming its image count."""
+    fid_head = f" FID ({fid_images} images) ↓ |" if fid is not None else ""
+    rows = ["| method | PSNR ↑ | SSIM ↑ | " + PERCEPTUAL_NAME + " ↓ |" + fid_head + " seconds / avatar |",
+            "|---|---|---|---|" + ("---|" if fid is not None else "") + "---|"]
     for name, result in results.items():
         m = result["mean"]
+        fid_cell = (f" {fid[name]:.2f} |" if name in fid else " – |") if fid is not None else ""
         rows.append(f"| {(labels or {}).get(name, name)} | {m['psnr']:.2f} | {m['ssim']:.3f} | "
-                    f"{m['perceptual']:.4f} | {m['seconds']:.1f} |")
+                    f"{m['perceptual']:.4f} |{fid_cell} {m['seconds']:.1f} |")
     return "\n".join(rows)
 
 
@@ -126,4 +145,4 @@ def standard_methods(pipe: AvatarPipeline, retrieval: Retrieval | None, steps: i
     return methods
 
 
-__all__ = ["Retrieval", "Scores", "evaluate_methods", "markdown_table", "standard_methods"]
+__all__ = ["Rendered", "Retrieval", "Scores", "evaluate_methods", "markdown_table", "standard_methods"]

@@ -39,15 +39,12 @@ def triplane_path(out: Path, avatar: str) -> Path:
     return Path(out) / TRIPLANE_DIR / f"{avatar}.safetensors"
 
 
-def fit_avatar(folder: Path, decoder: TriplaneDecoder, config: FitConfig, out: Path, seed: int,
-               on_step: Callable[[int, float], None] | None = None,
-               should_stop: Callable[[], bool] = lambda: False) -> AvatarResult:
-    """Fit one avatar's triplane with `decoder` frozen; write it (fp16, with the decoder hash) and its scores."""
-    start = time.perf_counter()
+def fit_triplane(views, decoder: TriplaneDecoder, config: FitConfig, generator: torch.Generator,
+                 on_step: Callable[[int, float], None] | None = None,
+                 should_stop: Callable[[], bool] = lambda: False, name: str = "") -> torch.Tensor:
+    """A fresh triplane fitted to `views` (AvatarViews on the config's device) with `decoder` frozen: Adam on the
+    planes, lr decaying geometrically to `stage2_final_lr`, `stage2_steps` steps. Returns the detached planes."""
     device = torch.device(config.device)
-    views = load_views(folder).to(device)
-    test = load_eval_views(folder, config.eval_views).to(device)
-    generator = torch.Generator().manual_seed(seed)
     occupancy = views.occupancy(config.occupancy_size)
     planes = torch.nn.Parameter(init_triplane(config.channels, config.triplane_resolution,
                                               std=config.triplane_init_std, generator=generator, device=device))
@@ -57,17 +54,30 @@ def fit_avatar(folder: Path, decoder: TriplaneDecoder, config: FitConfig, out: P
         for group in optimizer.param_groups:
             group["lr"] = config.triplane_lr * config.stage2_final_lr ** (step / max(config.stage2_steps - 1, 1))
         if should_stop():
-            raise RunStopped(f"stopped while fitting {folder.name}")
+            raise RunStopped(f"stopped while fitting {name}")
         result = fit_step(planes, decoder, sampler, occupancy, config, [optimizer], generator)
         guard.check(step, result.loss)
         if on_step:
             on_step(step, result.psnr)
-    scores = evaluate(planes.detach(), decoder, test, config.render)
+    return planes.detach()
+
+
+def fit_avatar(folder: Path, decoder: TriplaneDecoder, config: FitConfig, out: Path, seed: int,
+               on_step: Callable[[int, float], None] | None = None,
+               should_stop: Callable[[], bool] = lambda: False) -> AvatarResult:
+    """Fit one avatar's triplane with `decoder` frozen; write it (fp16, with the decoder hash) and its scores."""
+    start = time.perf_counter()
+    device = torch.device(config.device)
+    views = load_views(folder).to(device)
+    test = load_eval_views(folder, config.eval_views).to(device)
+    planes = fit_triplane(views, decoder, config, torch.Generator().manual_seed(seed), on_step, should_stop,
+                          folder.name)
+    scores = evaluate(planes, decoder, test, config.render)
     outcome = AvatarResult(folder.name, scores["psnr"], scores["ssim"], time.perf_counter() - start,
                            config.stage2_steps)
     path = triplane_path(out, folder.name)
     atomic_write_json(path.with_suffix(".json"), outcome.__dict__)
-    save_triplane(path, planes.detach(), decoder_hash(decoder), {"avatar": folder.name, **outcome.__dict__})
+    save_triplane(path, planes, decoder_hash(decoder), {"avatar": folder.name, **outcome.__dict__})
     return outcome
 
 
