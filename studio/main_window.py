@@ -23,6 +23,7 @@ from studio.widgets.generation_panel import GenerationPanel
 from studio.widgets.library_panel import LibraryPanel
 from studio.widgets.message_bar import MessageBar
 from studio.widgets.portrait_panel import PortraitPanel
+from studio.widgets.training_panel import TrainingPanel
 from studio.widgets.viewer import AvatarViewer
 from studio.worker import Task
 
@@ -72,6 +73,14 @@ class MainWindow(PortraitActions, LibraryActions, TextActions, QMainWindow):
         self._build_text_dock()
         self.tabifyDockWidget(portrait_dock, self.findChild(QDockWidget, "dock_text"))
         portrait_dock.raise_()
+        # the training manager: a bottom dock, closed until asked for (View ▸ Training or the toolbar), so the
+        # viewer keeps its room; float it for a window of its own. saveState() remembers where it was.
+        self.training_panel = TrainingPanel(self.settings)
+        self.training_dock = self._dock("Training", self.training_panel, Qt.BottomDockWidgetArea)
+        self.training_dock.hide()
+        self.training_dock.visibilityChanged.connect(self._size_training_dock)
+        self.training_panel.message.connect(self.message_bar.show_message)
+        self.training_panel.use_model_requested.connect(self.use_trained_model)
         self.status_label = QLabel("Ready")
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(220)
@@ -148,6 +157,11 @@ class MainWindow(PortraitActions, LibraryActions, TextActions, QMainWindow):
         toolbar.addActions([a["open"], a["generate"], a["cancel"], a["export"]])
         toolbar.addSeparator()
         toolbar.addActions([a["front"], a["side"], a["back"], a["reset"], a["turntable"]])
+        toolbar.addSeparator()
+        training = self.training_dock.toggleViewAction()
+        training.setShortcut(QKeySequence("Ctrl+Shift+T"))
+        training.setToolTip("Training runs: start, watch, stop, resume (Ctrl+Shift+T)")
+        toolbar.addAction(training)
         self.addToolBar(toolbar)
         self._fill_recent()
 
@@ -160,7 +174,14 @@ class MainWindow(PortraitActions, LibraryActions, TextActions, QMainWindow):
         if layout is not None:
             self.restoreState(layout)
 
+    def _size_training_dock(self, visible: bool) -> None:
+        """Opened docked with no room yet: give it about half the window's height."""
+        dock = self.training_dock
+        if visible and not dock.isFloating() and dock.height() < self.height() * 0.4:
+            self.resizeDocks([dock], [self.height() // 2], Qt.Vertical)
+
     def closeEvent(self, event) -> None:
+        self.training_panel.shutdown()  # runs keep training; the Training dock lists them again next time
         for task in list(self.tasks.values()):
             task.cancel()
             task.wait(10_000)
@@ -256,6 +277,11 @@ class MainWindow(PortraitActions, LibraryActions, TextActions, QMainWindow):
             self._update_enabled()
 
         self.run_task("model", lambda report: AvatarPipeline.from_pretrained(path), loaded, label="Loading model")
+
+    def use_trained_model(self, path: Path) -> None:
+        """A model folder from the Training tab becomes the generation model."""
+        self.message_bar.show_message(f"Loading the model {path}", "info")
+        self.load_model(Path(path))
 
     def choose_model(self) -> None:
         chosen = QFileDialog.getExistingDirectory(self, "Model folder")

@@ -66,6 +66,14 @@ def test_package_respects_its_import_boundary(package):
     assert _violations(package) == []
 
 
+def test_studio_reaches_training_only_through_runs():
+    """DESIGN.md: the studio imports `training.runs` (listing, default configs), never the trainers themselves."""
+    bad = [f"{path.relative_to(ROOT)} imports {name}" for path in sorted((ROOT / "studio").rglob("*.py"))
+           for name in imported_modules(path.read_text(), _module_name(path), path.name == "__init__.py")
+           if name.split(".")[0] == "training" and not name.startswith("training.runs")]
+    assert bad == []
+
+
 def test_the_scanner_sees_imports():
     """The scanner is not vacuous: it finds real imports of the project and every forbidden form."""
     engine_config = imported_modules((ROOT / "engine/config.py").read_text(), "engine.config")

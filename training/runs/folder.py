@@ -10,6 +10,9 @@ from engine.io import read_json
 from training.runs.status import read_status
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# What a launcher (the studio's training tab) writes into a run folder before the run itself starts: the command
+# line and the process output. A new run may start in a folder that holds only these (and their temp files).
+LAUNCHER_FILES = ("launch.json", "launch.log")
 
 
 def file_handler(path: Path) -> logging.FileHandler:
@@ -31,8 +34,13 @@ def refuse_existing(path: Path) -> None:
         raise UserError(f"{path} is a file, not a run folder")
     if is_run_dir(path):
         raise UserError(f"{path} already holds a run; resume it (--resume) or choose another run folder")
-    if path.is_dir() and any(path.iterdir()):
+    if path.is_dir() and any(not is_launcher_file(p) for p in path.iterdir()):
         raise UserError(f"{path} exists and is not empty; choose a new run folder")
+
+
+def is_launcher_file(path: Path) -> bool:
+    """Whether `path` is one of LAUNCHER_FILES or an atomic-write temp file of one (`.launch.json.XXXX.tmp.json`)."""
+    return path.name in LAUNCHER_FILES or any(path.name.startswith(f".{name}.") for name in LAUNCHER_FILES)
 
 
 def read_run_config(path: Path, action: str) -> dict[str, Any]:
