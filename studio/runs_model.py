@@ -8,6 +8,7 @@ text, lora) have only the launch record: their state comes from the process, its
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +17,7 @@ from studio.launch_command import resume_argv
 from studio.run_kinds import KIND_BY_RUN_KIND, KINDS, kind_label
 from studio.run_processes import LAUNCH_FILE, OUTPUT_FILE, read_launch
 from training.runs import pid_alive
-from training.runs.folder import is_run_dir, read_status_or_empty
+from training.runs.folder import is_run_dir, read_command, read_status_or_empty
 from training.runs.metrics import last_metrics
 from training.runs.status import effective_state, hostname
 
@@ -41,6 +42,7 @@ class RunRow:
     pid: int | None = None           # the process Stop signals
     resume: list[str] | None = None  # the command Resume runs
     resume_block: str = ""           # why Resume is not offered
+    resume_cwd: Path | None = None   # where Resume runs (a CLI-started run's command.json)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -206,9 +208,13 @@ def _resume(row: RunRow) -> None:
     elif spec is not None and not spec.resumable:
         row.resume_block = f"`rodinhd train --stage {spec.key}` cannot resume; start a new run"
     elif row.launch is None:
-        row.resume_block = ("it was started outside the studio, and its folder does not record the command line "
-                            "(dataset folder, options); resume it in a terminal with the same command plus "
-                            "--resume")
+        command = read_command(row.path)  # written by the rodinhd CLI when it created the run
+        if command is None:
+            row.resume_block = ("it was started outside the studio by a version that did not record its command "
+                                "line; resume it in a terminal with the same command plus --resume")
+        else:
+            row.resume = [sys.executable, "-m", "training.cli.main", *resume_argv(command["argv"])]
+            row.resume_cwd = Path(command["cwd"])
     elif spec is not None and spec.run_kinds and not (row.path / "config.json").is_file():
         # stopped or failed before the run existed (e.g. while importing): start it afresh, not --resume
         row.resume = [arg for arg in row.launch["argv"] if arg != "--resume"]

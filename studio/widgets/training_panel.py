@@ -179,7 +179,7 @@ class TrainingPanel(QWidget):
         launch = row.launch or {}
         try:
             self.processes.start(row.path, row.resume, launch.get("kind") or row.kind or "?", launch.get("total"),
-                                 Path(launch["cwd"]) if launch.get("cwd") else None)
+                                 Path(launch["cwd"]) if launch.get("cwd") else row.resume_cwd)
         except OSError as exc:
             self.message.emit(f"Could not resume {row.name}: {exc}", "error")
             return

@@ -195,7 +195,7 @@ def test_stop_sends_sigterm_then_a_stopped_launch_only_job_reads_stopped(tmp_pat
     assert row.state == "stopped" and read_launch(folder)["exit_code"] == -15
 
 
-def test_a_killed_run_reads_failed_and_cli_runs_cannot_resume(tmp_path):
+def test_a_killed_run_reads_failed_and_cli_runs_resume_from_their_command(tmp_path):
     folder = tmp_path / "runs" / "cli"
     folder.mkdir(parents=True)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -210,7 +210,28 @@ def test_a_killed_run_reads_failed_and_cli_runs_cannot_resume(tmp_path):
     row = rows[0]
     assert (row.state, row.reason, row.kind, row.kind_label) == ("failed", DEAD_REASON, "fit1", "fit stage 1")
     assert (row.step, row.total) == (30, 100) and row.metrics_text() == "loss 0.25 · psnr 18.5"
-    assert row.resume is None and "outside the studio" in row.resume_block
+    assert row.resume is None and "outside the studio" in row.resume_block  # an old run: no command.json
+    (folder / "command.json").write_text(json.dumps({"argv": ["fit", "--stage", "1", "--data", "d", "--out", "o"],
+                                                     "cwd": str(tmp_path)}))
+    row = RunsWatcher(tmp_path / "runs").row(folder)
+    assert row.resume == [sys.executable, "-m", "training.cli.main", "fit", "--stage", "1", "--data", "d", "--out",
+                          "o", "--resume"]
+    assert row.resume_cwd == tmp_path and row.resume_block == ""
+
+
+def test_the_cli_records_its_command_in_new_runs(tmp_path, monkeypatch):
+    from training.cli.main import main
+    from training.runs.folder import read_command, recorded_command
+
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "data"
+    assert main(["synth", "--out", str(data), "--count", "1", "--views", "2", "--test-views", "1",
+                 "--resolution", "32"]) == 0
+    argv = ["train", "--stage", "vae", "--data", str(data), "--out", str(tmp_path / "vae"), "--steps", "1",
+            "--set", "image_size=32", "--set", "batch_size=1"]
+    assert main(argv) == 0
+    assert read_command(tmp_path / "vae") == {"argv": argv, "cwd": str(tmp_path)}
+    assert recorded_command() is None  # only while a command runs
 
 
 def test_run_folders_sees_runs_one_level_down_and_launch_only_folders(tmp_path):

@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing downloads at run time
     parser = build_parser()
     args = parser.parse_args(argv)
+    from training.runs.folder import record_command
+
+    record_command(sys.argv[1:] if argv is None else list(argv), os.getcwd())  # for command.json of new runs
     try:
         return int(args.handler(args) or 0)
     except (UserError, ConfigError) as exc:
@@ -59,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"rodinhd {args.command}: cancelled", file=sys.stderr)
         return 130
+    finally:
+        record_command(None)
 
 
 if __name__ == "__main__":

@@ -62,3 +62,28 @@ def read_status_or_empty(path: Path) -> dict[str, Any]:
         return read_status(path / "status.json")
     except (OSError, ValueError):
         return {}
+
+
+COMMAND_FILE = "command.json"
+_command: dict[str, Any] | None = None
+
+
+def record_command(argv: list[str] | None, cwd: str | Path = ".") -> None:
+    """Remember the `rodinhd` arguments of the command being run (None: none); a run it creates writes them to
+    COMMAND_FILE, so the studio can resume runs started from a terminal (`rodinhd ARGV --resume` in `cwd`)."""
+    global _command
+    _command = None if argv is None else {"argv": [str(a) for a in argv], "cwd": str(cwd)}
+
+
+def recorded_command() -> dict[str, Any] | None:
+    return _command
+
+
+def read_command(path: Path) -> dict[str, Any] | None:
+    """COMMAND_FILE of the run at `path`: {"argv": [...], "cwd": ...}, or None when missing or damaged."""
+    try:
+        record = read_json(Path(path) / COMMAND_FILE)
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(record, dict) and isinstance(record.get("argv"), list) and isinstance(record.get("cwd"), str)
+    return record if ok else None

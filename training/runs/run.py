@@ -15,7 +15,8 @@ from engine.errors import UserError
 from engine.io import atomic_write_json
 from training.runs import configs
 from training.runs.checkpoints import CheckpointStore
-from training.runs.folder import file_handler, read_run_config, read_status_or_empty, refuse_existing
+from training.runs.folder import (COMMAND_FILE, file_handler, read_run_config, read_status_or_empty, recorded_command,
+                                  refuse_existing)
 from training.runs.metrics import append_metrics, drop_partial_line, last_metrics, metrics_record, read_metrics
 from training.runs.signals import stop_signals
 from training.runs.status import effective_state, hostname, new_status, write_status
@@ -77,6 +78,8 @@ class Run:
         for sub in ("checkpoints", "samples"):
             (path / sub).mkdir(parents=True, exist_ok=True)
         atomic_write_json(path / "config.json", {"kind": kind, "config": data})
+        if recorded_command() is not None:  # started by the rodinhd CLI: keep its command for resuming
+            atomic_write_json(path / COMMAND_FILE, recorded_command())
         (path / "metrics.jsonl").touch()
         run = cls(path, kind, data, new_status(kind), writable=True, keep_last=keep_last)
         run._write_status()
