@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QFileDialog
 from engine.io import atomic_write
 from studio.widgets.text_panel import TextPanel
 
+TEXT_PREVIEW_INTERVAL_S = 0.4
 DEFAULT_TEXT_MODEL = Path(__file__).resolve().parents[1] / "assets" / "models" / "text_default"
 TEXT_PORTRAITS = "text_portraits"  # inside the library folder: the candidates that were used
 
@@ -89,10 +90,16 @@ class TextActions:
             images = pipe(callback=lambda progress: report(progress), **settings)
             return images, time.perf_counter() - started
 
+        shown_at = [float("-inf")]
+
         def progressed(progress) -> None:
             self.progress.setRange(0, progress.total)
             self.progress.setValue(progress.step)
             self.progress.show()
+            now = time.perf_counter()
+            if progress.preview and now - shown_at[0] >= TEXT_PREVIEW_INTERVAL_S:  # drawing takes CPU from sampling
+                shown_at[0] = now
+                self.text_panel.show_previews(progress.preview)
 
         def made(result) -> None:
             images, seconds = result

@@ -143,9 +143,22 @@ class TextPanel(QWidget):
             self.grid.setCurrentRow(0)
         self.use_button.setEnabled(bool(self.candidates))
 
+    def show_previews(self, images: list[Image.Image]) -> None:
+        """The candidates' current estimates while sampling: pictures only, nothing to pick until the run ends."""
+        self.candidates = []
+        if self.grid.count() != len(images):
+            self.grid.clear()
+            for index in range(len(images)):
+                self.grid.addItem(QListWidgetItem(f"#{index + 1}"))
+        for index, image in enumerate(images):
+            item = self.grid.item(index)
+            item.setIcon(QIcon(pil_to_pixmap(image, CANDIDATE_ICON)))
+            item.setData(Qt.UserRole, None)
+        self.use_button.setEnabled(False)
+
     def _use_selected(self) -> None:
         item = self.grid.currentItem()
-        if item is not None:
+        if item is not None and item.data(Qt.UserRole) is not None:
             self.use_requested.emit(item.data(Qt.UserRole))
 
     def set_running(self, running: bool) -> None:

@@ -46,8 +46,11 @@ def test_prompt_to_candidates_to_avatar(qtbot, window):
     panel.prompt.setPlainText("a woman with long red hair, wearing a blue t-shirt")
     panel.count.setValue(3)
     panel.steps.setValue(2)
+    previews = []
+    panel.show_previews = lambda images, show=panel.show_previews: previews.append(len(images)) or show(images)
     panel.generate_button.click()
     qtbot.waitUntil(lambda: len(panel.candidates) == 3 and not window.busy(), timeout=WAIT_MS)
+    assert previews and previews[0] == 3  # the first step's estimates were drawn while sampling
     assert panel.grid.count() == 3 and panel.use_button.isEnabled()
     panel.grid.setCurrentRow(1)
     panel.use_button.click()
