@@ -3,7 +3,8 @@ each in its own process: synthetic avatars → stage-1 decoder → stage-2 tripl
 encoder: nothing to train) → base → upsample → model folder → text data → text model.
 
 Resumable at every step: DIR/recipe.json records the steps that finished; a rerun skips them and continues an
-interrupted one with its own `--resume`. Ctrl-C / SIGTERM reaches the running step, which checkpoints and stops.
+interrupted one with its own `--resume`. Ctrl-C / SIGTERM reaches the running steps, which checkpoint and stop.
+`jobs` > 1 runs independent steps at the same time (base ‖ upsample, the text chain ‖ the avatar chain).
 
     default  the shipped avatar model's recipe (docs/diffusion.md; ~2 h of CPU) + a CPU-sized text model (~40 min)
     smoke    the same chain at minute sizes (about a minute; the model is useless) — checks an install end to end
@@ -34,6 +35,7 @@ class Step:
     output: Path  # what the step writes (dataset, run or model folder)
     resume: list[str] = field(default_factory=lambda: ["--resume"])  # added when continuing an interrupted step
     minutes: float = 0.0  # expected CPU minutes (default recipe), shown in the plan
+    after: tuple[str, ...] = ()  # steps that must finish first (the others may run at the same time)
 
 
 def _sets(**fields) -> list[str]:
@@ -87,26 +89,27 @@ def recipe_steps(name: str, out: Path, device: str | None = None, workers: int =
         Step("synth", ["synth", "--out", str(data), "--count", str(size["avatars"]), "--seed", "11", *size["views"],
                        *par], data, minutes=minutes.get("synth", 0)),
         Step("stage1", ["fit", "--stage", "1", "--data", str(data), "--out", str(out / "stage1"), *size["stage1"],
-                        *dev], out / "stage1", minutes=minutes.get("stage1", 0)),
+                        *dev], out / "stage1", minutes=minutes.get("stage1", 0), after=("synth",)),
         Step("stage2", ["fit", "--stage", "2", "--decoder", str(out / "stage1"), "--data", str(data), "--out",
                         str(out / "fits"), *size["stage2"], *par, *dev], out / "fits",
-             minutes=minutes.get("stage2", 0)),
+             minutes=minutes.get("stage2", 0), after=("stage1",)),
     ]
-    for stage in ("base", "upsample"):
+    for stage in ("base", "upsample"):  # independent of each other: they can train at the same time
         steps.append(Step(stage, ["train", "--stage", stage, "--data", str(data), "--triplanes", str(out / "fits"),
                                   "--out", str(out / stage), *size[stage], *dev], out / stage,
-                          minutes=minutes.get(stage, 0)))
+                          minutes=minutes.get(stage, 0), after=("stage2",)))
     steps.append(Step("build", ["model", "build", "--base", str(out / "base"), "--upsample", str(out / "upsample"),
                                 "--out", str(out / "model"), "--half"], out / "model", resume=[],
-                      minutes=minutes.get("build", 0)))
+                      minutes=minutes.get("build", 0), after=("base", "upsample")))
     if with_text:
         text_sizes = size["text_gpu"] if device and device.startswith("cuda") else size["text"]
         steps += [
             Step("text_data", ["synth", "--out", str(text_data), "--count", str(size["text_avatars"]), "--views", "1",
                                "--test-views", "0", "--resolution", "128" if name == "default" else "32",
-                               "--seed", "101", *par], text_data, minutes=minutes.get("text_data", 0)),
+                               "--seed", "101", *par], text_data, minutes=minutes.get("text_data", 0),
+                 after=("synth",)),
             Step("text", ["train", "--stage", "text", "--data", str(text_data), "--out", str(out / "text"),
-                          *text_sizes, *dev], out / "text", minutes=minutes.get("text", 0)),
+                          *text_sizes, *dev], out / "text", minutes=minutes.get("text", 0), after=("text_data",)),
         ]
     return steps
 
@@ -119,21 +122,54 @@ def _state(out: Path) -> dict:
         raise UserError(f"{path} is damaged ({exc}); delete it to start the recipe over") from exc
 
 
-def _run_child(argv: list[str]) -> int:
-    """One `rodinhd` command in its own process; SIGINT/SIGTERM are passed on so the step can checkpoint."""
-    child = subprocess.Popen([sys.executable, "-m", "training.cli.main", *argv])
-    previous = {s: signal.signal(s, lambda signum, _f: child.send_signal(signum))
-                for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        return child.wait()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+class ChildRunner:
+    """Runs one `rodinhd` command per call in its own process (callable from worker threads); `signal_all` passes
+    SIGINT/SIGTERM on to every live child so each step checkpoints."""
+
+    def __init__(self) -> None:
+        self.live: set[subprocess.Popen] = set()
+
+    def __call__(self, argv: list[str]) -> int:
+        child = subprocess.Popen([sys.executable, "-m", "training.cli.main", *argv])
+        self.live.add(child)
+        try:
+            return child.wait()
+        finally:
+            self.live.discard(child)
+
+    def signal_all(self, signum: int, _frame=None) -> None:
+        for child in list(self.live):
+            child.send_signal(signum)
+
+
+def finished(step: Step) -> bool:
+    """Whether the step's output is complete: its run ended "finished" (a stopped run exits 0 too), or the
+    dataset index / model index that synth / model build write last exists."""
+    status = step.output / "status.json"
+    if status.is_file():
+        try:
+            return json.loads(status.read_text()).get("state") == "finished"
+        except (OSError, ValueError):
+            return False
+    return (step.output / "index.json").is_file() or (step.output / "model_index.json").is_file()
+
+
+def _prepared_argv(step: Step) -> list[str]:
+    """The step's command; continued with its --resume when an earlier attempt left its output."""
+    argv = list(step.argv)
+    if step.output.exists():
+        if step.resume:
+            argv += step.resume
+        else:  # a half-written output of a step that cannot resume: start it again
+            shutil.rmtree(step.output)
+    return argv
 
 
 def run_recipe(name: str, out: Path, device: str | None = None, workers: int = 1, with_text: bool = True,
-               runner: Callable[[list[str]], int] = _run_child, log: Callable[[str], None] = print) -> dict:
-    """Run (or continue) recipe `name` in `out`. Returns the state ({"recipe", "done": {step: seconds}})."""
+               runner: Callable[[list[str]], int] | None = None, log: Callable[[str], None] = print,
+               jobs: int = 1) -> dict:
+    """Run (or continue) recipe `name` in `out`, at most `jobs` steps at a time (each when the steps it needs
+    are done). Returns the state ({"recipe", "done": {step: seconds}})."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = _state(out)
@@ -142,26 +178,52 @@ def run_recipe(name: str, out: Path, device: str | None = None, workers: int = 1
     state = {"recipe": name, "done": state.get("done", {}), "device": device}
     steps = recipe_steps(name, out, device, workers, with_text)
     total = sum(s.minutes for s in steps if s.name not in state["done"])
-    log(f"recipe {name}: {len(steps)} steps in {out}" + (f", about {total:.0f} CPU-minutes left" if total else ""))
-    for i, step in enumerate(steps, 1):
-        if step.name in state["done"]:
-            log(f"[{i}/{len(steps)}] {step.name}: done already")
-            continue
-        argv = list(step.argv)
-        if step.output.exists():
-            if step.resume:
-                argv += step.resume
-            else:  # a half-written output of a step that cannot resume: start it again
-                shutil.rmtree(step.output)
-        log(f"[{i}/{len(steps)}] {step.name}: rodinhd {' '.join(argv)}")
-        started = time.time()
-        code = runner(argv)
-        if code != 0:
-            raise UserError(f"recipe step {step.name!r} stopped (exit code {code}); run the same command again to "
-                            f"continue from it")
-        state["done"][step.name] = round(time.time() - started, 1)
-        atomic_write_json(out / STATE_FILE, state)
+    log(f"recipe {name}: {len(steps)} steps in {out}, {jobs} at a time"
+        + (f", about {total:.0f} CPU-minutes of steps left" if total else ""))
+    runner = runner or ChildRunner()
+    forward = getattr(runner, "signal_all", None)
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)} if forward else {}
+    try:
+        _schedule(steps, state, out, runner, log, max(1, jobs))
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     return state
+
+
+def _schedule(steps: list[Step], state: dict, out: Path, runner, log, jobs: int) -> None:
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    number = {step.name: i for i, step in enumerate(steps, 1)}
+    for step in steps:
+        if step.name in state["done"]:
+            log(f"[{number[step.name]}/{len(steps)}] {step.name}: done already")
+    pending = [s for s in steps if s.name not in state["done"]]
+    running, failed = {}, []
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        while pending or running:
+            ready = [s for s in pending if all(d in state["done"] for d in s.after)]
+            while ready and len(running) < jobs and not failed:
+                step = ready.pop(0)
+                pending.remove(step)
+                argv = _prepared_argv(step)
+                log(f"[{number[step.name]}/{len(steps)}] {step.name}: rodinhd {' '.join(argv)}")
+                running[pool.submit(runner, argv)] = (step, time.time())
+            if not running:
+                break  # a failure stopped the starts, or nothing left can start
+            completed, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in completed:
+                step, started = running.pop(future)
+                code = future.result()
+                if code != 0 or not finished(step):
+                    failed.append((step.name, code))
+                    continue
+                state["done"][step.name] = round(time.time() - started, 1)
+                atomic_write_json(out / STATE_FILE, state)
+    if failed:
+        name, code = failed[0]
+        how = f"exit code {code}" if code else "it did not finish"
+        raise UserError(f"recipe step {name!r} stopped ({how}); run the same command again to continue from it")
 
 
 def install(out: Path, model_out: Path | None, text_out: Path | None) -> None:
@@ -179,4 +241,4 @@ def install(out: Path, model_out: Path | None, text_out: Path | None) -> None:
         temp.rename(target)
 
 
-__all__ = ["RECIPES", "Step", "install", "recipe_steps", "run_recipe"]
+__all__ = ["RECIPES", "ChildRunner", "Step", "install", "recipe_steps", "run_recipe"]

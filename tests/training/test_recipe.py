@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from fit_helpers import cli
@@ -64,3 +65,67 @@ def test_default_recipe_plan(tmp_path, capsys):
     assert capsys.readouterr().out.count("rodinhd ") == 6
     assert cli(["train", "--recipe", "default", "--out", tmp_path, "--stage", "base"]) == 2
     assert cli(["train", "--out", tmp_path]) == 2  # neither --stage nor --recipe
+
+
+def test_parallel_steps_respect_their_order(tmp_path):
+    """--jobs 2: base ‖ upsample and the text chain ‖ the avatar chain, each step only after what it needs."""
+    import threading
+    import time
+
+    lock, live, events = threading.Lock(), [0], []
+
+    def fake(argv):  # the step's name from its output folder
+        name = {"data": "synth", "stage1": "stage1", "fits": "stage2", "base": "base", "upsample": "upsample",
+                "model": "build", "text_data": "text_data", "text": "text"}[Path(argv[argv.index("--out") + 1]).name]
+        with lock:
+            live[0] += 1
+            events.append(("start", name, live[0]))
+        time.sleep(0.05)
+        out = Path(argv[argv.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "index.json").write_text("{}")  # what a finished synth leaves
+        with lock:
+            live[0] -= 1
+            events.append(("end", name, live[0]))
+        return 0
+
+    state = run_recipe("default", tmp_path, runner=fake, log=lambda *_: None, jobs=2)
+    assert sorted(state["done"]) == sorted(STEPS)
+    order = [(kind, name) for kind, name, _ in events]
+    for step in recipe_steps("default", tmp_path):
+        for need in step.after:
+            assert order.index(("end", need)) < order.index(("start", step.name)), (need, step.name)
+    assert max(n for _, _, n in events) == 2
+    starts = [name for kind, name, _ in events if kind == "start"]
+    assert abs(starts.index("base") - starts.index("upsample")) == 1  # started together
+
+
+def test_a_failed_step_stops_new_starts(tmp_path):
+    started = []
+
+    def fake(argv):
+        started.append(argv[0:3])
+        out = Path(argv[argv.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "index.json").write_text("{}")
+        return 3 if argv[0] == "fit" else 0
+
+    with pytest.raises(UserError, match="'stage1' stopped \\(exit code 3\\)"):
+        run_recipe("default", tmp_path, runner=fake, log=lambda *_: None, jobs=2)
+    done = json.loads((tmp_path / "recipe.json").read_text())["done"]
+    assert "stage1" not in done and "stage2" not in done and "synth" in done
+
+
+def test_a_step_that_exits_0_without_finishing_is_not_done(tmp_path):
+    """A stopped run exits 0 (SIGTERM → checkpoint → "stopped"): the recipe reads its status, not the code."""
+    def fake(argv):
+        out = Path(argv[argv.index("--out") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        if argv[0] == "synth":
+            (out / "index.json").write_text("{}")
+        else:
+            (out / "status.json").write_text(json.dumps({"state": "stopped"}))
+        return 0
+
+    with pytest.raises(UserError, match="'stage1' stopped \\(it did not finish\\)"):
+        run_recipe("default", tmp_path, runner=fake, log=lambda *_: None, with_text=False)

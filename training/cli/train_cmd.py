@@ -47,6 +47,8 @@ def register(subparsers) -> None:
     p.add_argument("--text-model-out", type=Path, help="recipe: copy the text model here when done")
     p.add_argument("--no-text", action="store_true", help="recipe: skip the text → portrait model")
     p.add_argument("--workers", type=int_arg, default=1, help="recipe: processes for synth and fit stage 2")
+    p.add_argument("--jobs", type=int_arg, default=1, help="recipe: steps run at the same time when they do not "
+                   "need each other (base and upsample, text and avatar chains)")
     p.add_argument("--plan", action="store_true", help="recipe: print the steps and exit")
     p.add_argument("--set", dest="overrides", action="append", metavar="FIELD=VALUE",
                    help="override any config field, e.g. --set lr=1e-4 --set stage.unet.model_channels=32")
@@ -144,13 +146,14 @@ def _recipe(args) -> int:
 
     if args.stage or args.data:
         raise UserError("--recipe makes its own data and stages: drop --stage/--data")
-    if args.workers < 1:
-        raise UserError(f"--workers must be at least 1 (got {args.workers})")
+    if args.workers < 1 or args.jobs < 1:
+        raise UserError(f"--workers and --jobs must be at least 1 (got {args.workers}, {args.jobs})")
     if args.plan:
         for i, step in enumerate(recipe_steps(args.recipe, args.out, args.device, args.workers, not args.no_text), 1):
-            print(f"{i}. {step.name} (~{step.minutes:g} CPU-min): rodinhd {' '.join(step.argv)}")
+            after = f" after {', '.join(step.after)}" if step.after else ""
+            print(f"{i}. {step.name} (~{step.minutes:g} CPU-min{after}): rodinhd {' '.join(step.argv)}")
         return 0
-    state = run_recipe(args.recipe, args.out, args.device, args.workers, not args.no_text)
+    state = run_recipe(args.recipe, args.out, args.device, args.workers, not args.no_text, jobs=args.jobs)
     install(args.out, args.model_out, None if args.no_text else args.text_model_out)
     minutes = sum(state["done"].values()) / 60
     print(f"recipe {args.recipe}: finished ({minutes:.1f} min of steps); model in {args.model_out or args.out / 'model'}")
