@@ -34,7 +34,7 @@ test: setup
 # continue). Add DEVICE=cuda on a GPU. The text model it trains stays in runs/recipe/text/model (see README).
 DEVICE ?= cpu
 model: setup
-	$(VENV)/bin/rodinhd train --recipe default --out runs/recipe --workers 2 --device $(DEVICE) \
+	$(VENV)/bin/rodinhd train --recipe default --out runs/recipe --workers 2 --jobs 2 --device $(DEVICE) \
 		--model-out assets/models/default
 
 bench: setup
