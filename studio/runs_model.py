@@ -22,7 +22,7 @@ from training.runs.metrics import last_metrics
 from training.runs.status import effective_state, hostname
 
 ACTIVE = ("running", "starting")
-METRIC_FILES = ("metrics.jsonl", "train_log.jsonl")  # a Run's; `train --stage text` writes the second
+METRIC_FILES = ("metrics.jsonl",)  # a Run's (every kind with a run folder, `train --stage text` too)
 SUMMARY_KEYS = ("loss", "psnr", "eval_psnr_mean", "test_psnr", "train_psnr", "final_psnr", "lr")
 
 
