@@ -59,7 +59,7 @@ def test_default_recipe_plan(tmp_path, capsys):
     base = next(s for s in steps if s.name == "base").argv
     assert base[base.index("--steps") + 1] == "2018" and base[-2:] == ["--device", "cuda"]
     text = next(s for s in steps if s.name == "text").argv
-    assert "batch_size=128" in text  # the shipped GPU text recipe
+    assert "max_minutes=7" in text and not any(a.startswith("batch_size") for a in text)  # the shipped recipe
     assert [s.name for s in recipe_steps("default", tmp_path, with_text=False)][-1] == "build"
     assert cli(["train", "--recipe", "default", "--out", tmp_path, "--plan", "--no-text"]) == 0
     assert capsys.readouterr().out.count("rodinhd ") == 6

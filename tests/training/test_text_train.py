@@ -178,3 +178,14 @@ def test_colour_measure_recognises_solid_images(tmp_path):
     measure.save(tmp_path / "m.json")
     again = ColourMeasure.load(tmp_path / "m.json")
     assert again.classify(portrait("pink", "orange", 64)) == {"hair": "pink", "cloth": "orange"}
+
+
+def test_defaults_are_the_shipped_recipe():
+    """`rodinhd train --stage text --device cuda --set max_minutes=7` retrains the shipped model's recipe."""
+    from pathlib import Path
+
+    shipped = json.loads((Path(__file__).resolve().parents[2] / "assets" / "models" / "text_default" /
+                          "train_config.json").read_text())
+    defaults = TextTrainConfig().to_dict()
+    run_only = {"device", "log_every", "max_minutes"}  # where and how long, not what is trained
+    assert {k: (defaults[k], v) for k, v in shipped.items() if k not in run_only and defaults.get(k) != v} == {}

