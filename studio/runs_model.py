@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from studio.launch_command import resume_argv
+from studio.launch_command import CLI_MODULE, resume_argv
 from studio.run_kinds import KIND_BY_RUN_KIND, KINDS, kind_label
 from studio.run_processes import LAUNCH_FILE, OUTPUT_FILE, read_launch
 from training.runs import pid_alive
@@ -213,7 +213,7 @@ def _resume(row: RunRow) -> None:
             row.resume_block = ("it was started outside the studio by a version that did not record its command "
                                 "line; resume it in a terminal with the same command plus --resume")
         else:
-            row.resume = [sys.executable, "-m", "training.cli.main", *resume_argv(command["argv"])]
+            row.resume = [sys.executable, "-m", CLI_MODULE, *resume_argv(command["argv"])]
             row.resume_cwd = Path(command["cwd"])
     elif spec is not None and spec.run_kinds and not (row.path / "config.json").is_file():
         # stopped or failed before the run existed (e.g. while importing): start it afresh, not --resume
