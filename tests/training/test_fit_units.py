@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from engine.decoder import TriplaneDecoder
+from engine.render import OccupancyGrid
 from fit_helpers import AVATARS, make_dataset, tiny_config
 from training.fit.data import RaySampler, load_views
 from training.fit.losses import IWCState, triplane_regularisers
 from training.fit.stage1 import schedule
+from training.fit.state import AvatarStateStore
 from training.fit.step import decoder_optimizer, fit_step, triplane_optimizer
 
 @pytest.fixture(scope="module")
@@ -129,6 +131,28 @@ def test_iwc_save_load_round_trip(tmp_path):
     with torch.no_grad():
         module[0].bias += 0.3
     assert pen(loaded, module, 0.1) == pytest.approx(pen(state, module, 0.1), rel=1e-6)
+
+
+def test_occupancy_is_carved_once_and_reloaded_on_the_fitting_device(tmp_path):
+    store, calls = AvatarStateStore(tmp_path), []
+    occupied = torch.rand(8, 8, 8, generator=torch.Generator().manual_seed(3)) > 0.5
+
+    def build():
+        calls.append(1)
+        return OccupancyGrid(occupied.clone())
+
+    first = store.occupancy("a", build, "cpu")
+    again = store.occupancy("a", build, torch.device("cpu"))
+    assert len(calls) == 1  # the second visit reads the cache
+    assert again.occupied.dtype == torch.bool and again.occupied.device == first.occupied.device
+    assert torch.equal(again.occupied, occupied)
+
+
+def test_no_occupancy_grid_is_not_cached(tmp_path):
+    store = AvatarStateStore(tmp_path)
+    assert store.occupancy("a", lambda: None, "cpu") is None  # occupancy_size 0: no empty-space skipping
+    assert store.occupancy("a", lambda: None, "cpu") is None
+    assert not list(tmp_path.glob("*occupancy*"))
 
 
 def test_iwc_works_on_the_decoder():

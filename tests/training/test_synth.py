@@ -141,12 +141,12 @@ def test_avatars_do_not_depend_on_count(dataset, tmp_path):
 
 
 def test_workers_do_not_change_the_output(dataset, tmp_path, monkeypatch):
-    contexts = []
-    real = writer.mp.get_context
-    monkeypatch.setattr(writer.mp, "get_context", lambda method=None: contexts.append(method) or real(method))
+    pools = []
+    real = writer.spawn_pool
+    monkeypatch.setattr(writer, "spawn_pool", lambda workers, *args: pools.append(workers) or real(workers, *args))
     parallel = tmp_path / "parallel"
     assert synth(parallel, *TINY, "--workers", "2") == 0
-    assert contexts == ["spawn"]  # the avatars really were rendered by worker processes
+    assert pools == [2]  # the avatars really were rendered by worker processes
     got, want = files_under(parallel), files_under(dataset)
     assert {k: v for k, v in got.items() if k != "synth_config.json"} == \
            {k: v for k, v in want.items() if k != "synth_config.json"}

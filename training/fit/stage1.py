@@ -90,7 +90,7 @@ class Stage1:
     def _visit(self, visit: Visit) -> None:
         cfg, name = self.config, self.avatars[visit.avatar].name
         views = load_views(self.avatars[visit.avatar]).to(self.device)
-        occupancy = self.store.occupancy(name, lambda: views.occupancy(cfg.occupancy_size))
+        occupancy = self.store.occupancy(name, lambda: views.occupancy(cfg.occupancy_size), self.device)
         planes = self.store.load_planes(name, self.device)
         if planes is None:
             planes = init_triplane(cfg.channels, cfg.triplane_resolution, std=cfg.triplane_init_std,

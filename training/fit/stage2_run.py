@@ -2,7 +2,6 @@
 or sharded under torchrun)."""
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from training.fit.distributed import StopFlag, device_for, init_from_env, shutdo
 from training.fit.stage1_run import select_avatars
 from training.fit.stage2 import collect_results, fit_avatar, frozen, pending_avatars
 from training.runs import Run, RunStopped
+from training.worker_pool import spawn_pool
 
 KIND = "fit_stage2"
 
@@ -119,17 +119,12 @@ def _fit_pool(todo, config, out, index_of, workers, run: Run) -> None:
 
     threads = max(1, (os.cpu_count() or 1) // workers)
     jobs = [(str(f), str(out), _avatar_seed(config, index_of[f.name])) for f in todo]
-    ctx = mp.get_context("spawn")
-    pool = ctx.Pool(workers, _init_worker, (str(Path(out) / "decoder"), config.to_dict(), threads))
-    try:
+    with spawn_pool(workers, _init_worker, (str(Path(out) / "decoder"), config.to_dict(), threads)) as pool:
         for result in tqdm(pool.imap_unordered(_work, jobs), total=len(jobs), unit="avatar", desc="stage 2"):
             run.log_metrics(config.stage2_steps, avatar=result["avatar"], test_psnr=result["psnr"],
                             test_ssim=result["ssim"], seconds=result["seconds"])
             run.progress(len(collect_results(out)), len(index_of))
             if run.stop_requested:
                 break
-        if run.stop_requested:
-            raise RunStopped("stopped by signal")
-    finally:
-        pool.terminate()  # a stop loses only the avatars in flight; finished ones are already on disk
-        pool.join()
+    if run.stop_requested:  # the pool is gone: only the avatars in flight are lost, finished ones are on disk
+        raise RunStopped("stopped by signal")

@@ -37,14 +37,15 @@ class AvatarStateStore:
     def save_iwc(self, avatar: str, state: IWCState) -> None:
         state.save(self._path(avatar, "iwc"))
 
-    def occupancy(self, avatar: str, build) -> OccupancyGrid:
-        """The avatar's occupancy grid, carved once by `build()` and cached on disk."""
+    def occupancy(self, avatar: str, build, device) -> OccupancyGrid | None:
+        """The avatar's occupancy grid on `device`, carved once by `build()` and cached on disk."""
         path = self._path(avatar, "occupancy")
-        if path.exists():
-            return OccupancyGrid(load_file(str(path))["occupied"].bool())
+        if path.exists():  # on the fitting device: a CPU grid indexed by CUDA points fails on the second visit
+            return OccupancyGrid(load_file(str(path), device=str(device))["occupied"].bool())
         grid = build()
-        occupied = grid.occupied.to("cpu", torch.uint8).contiguous()
-        atomic_write(path, lambda tmp: save_file({"occupied": occupied}, str(tmp)))
+        if grid is not None:  # None: occupancy_size 0, no empty-space skipping
+            occupied = grid.occupied.to("cpu", torch.uint8).contiguous()
+            atomic_write(path, lambda tmp: save_file({"occupied": occupied}, str(tmp)))
         return grid
 
 

@@ -3,7 +3,6 @@ complete, so an interrupted run never leaves a half-written avatar that looks fi
 from __future__ import annotations
 
 import io
-import multiprocessing as mp
 import os
 import shutil
 from pathlib import Path
@@ -23,6 +22,7 @@ from training.synth.attributes import sample_attributes
 from training.synth.caption import describe
 from training.synth.cameras import view_set
 from training.synth.config import SynthConfig
+from training.worker_pool import spawn_pool
 
 CONFIG_FILE = "synth_config.json"
 PNG_COMPRESS_LEVEL = 4  # deterministic bytes; 6 (default) is ~2× slower to encode for ~5 % smaller files
@@ -107,8 +107,7 @@ def generate(config: SynthConfig, out: Path, todo: list[int]) -> Iterator[tuple[
         for index in todo:
             yield _work((index, str(out)))
         return
-    ctx = mp.get_context("spawn")  # fresh interpreters: GL contexts must not be forked
-    with ctx.Pool(min(config.workers, len(todo)), initializer=_init_worker, initargs=(config.to_dict(),)) as pool:
+    with spawn_pool(min(config.workers, len(todo)), _init_worker, (config.to_dict(),)) as pool:
         yield from pool.imap_unordered(_work, [(i, str(out)) for i in todo])
 
 
