@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -211,7 +212,7 @@ def _schedule(steps: list[Step], state: dict, out: Path, runner, log, jobs: int)
                 step = ready.pop(0)
                 pending.remove(step)
                 argv = _prepared_argv(step)
-                log(f"[{number[step.name]}/{len(steps)}] {step.name}: rodinhd {' '.join(argv)}")
+                log(f"[{number[step.name]}/{len(steps)}] {step.name}: rodinhd {shlex.join(argv)}")
                 running[pool.submit(runner, argv)] = (step, time.time())
             if not running:
                 break  # a failure stopped the starts, or nothing left can start

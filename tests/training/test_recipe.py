@@ -67,6 +67,16 @@ def test_default_recipe_plan(tmp_path, capsys):
     assert cli(["train", "--out", tmp_path]) == 2  # neither --stage nor --recipe
 
 
+def test_plan_lines_are_copy_pastable_commands(tmp_path, capsys):
+    import shlex
+
+    assert cli(["train", "--recipe", "default", "--out", tmp_path, "--plan"]) == 0
+    printed = [line.split(": rodinhd ", 1)[1] for line in capsys.readouterr().out.splitlines() if ": rodinhd " in line]
+    assert [shlex.split(line) for line in printed] == [s.argv for s in recipe_steps("default", tmp_path)]
+    text = recipe_steps("default", tmp_path)[-1].argv  # the CPU text step: a list value, quoted in the plan
+    assert "block_out_channels=[16, 32, 64, 128]" in text and "max_minutes=45" in text
+
+
 def test_parallel_steps_respect_their_order(tmp_path):
     """--jobs 2: base ‖ upsample and the text chain ‖ the avatar chain, each step only after what it needs."""
     import threading

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from pathlib import Path
 
 from engine.errors import UserError
@@ -151,7 +152,7 @@ def _recipe(args) -> int:
     if args.plan:
         for i, step in enumerate(recipe_steps(args.recipe, args.out, args.device, args.workers, not args.no_text), 1):
             after = f" after {', '.join(step.after)}" if step.after else ""
-            print(f"{i}. {step.name} (~{step.minutes:g} CPU-min{after}): rodinhd {' '.join(step.argv)}")
+            print(f"{i}. {step.name} (~{step.minutes:g} CPU-min{after}): rodinhd {shlex.join(step.argv)}")  # copy-pastable
         return 0
     state = run_recipe(args.recipe, args.out, args.device, args.workers, not args.no_text, jobs=args.jobs)
     install(args.out, args.model_out, None if args.no_text else args.text_model_out)
