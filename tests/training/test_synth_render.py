@@ -201,3 +201,15 @@ def test_sample_attributes_is_pure_and_seeds_differ():
     assert sample_attributes(42).to_dict() == sample_attributes(42).to_dict()
     attrs = [sample_attributes(s) for s in range(8)]
     assert len({str(dataclasses.astuple(a)[1:]) for a in attrs}) == 8  # every seed differs beyond the seed field
+
+
+def test_missing_moderngl_is_a_clear_error(monkeypatch):
+    import sys
+
+    from engine.errors import UserError
+    from training.synth.gl_renderer import create_context
+
+    for module in ("moderngl", "engine.render.gl"):  # imports fail as if moderngl were not installed
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(UserError, match="needs the moderngl package"):
+        create_context()

@@ -2,10 +2,7 @@
 from __future__ import annotations
 
 import importlib
-import sys
 import threading
-
-import pytest
 
 from engine.errors import UserError
 from training.worker_pool import WorkerStartError, spawn_pool
@@ -40,10 +37,3 @@ def test_failed_worker_start_is_raised_in_the_parent():
     assert "could not start" in str(error)
     assert "ModuleNotFoundError" in str(error) and "rodinhd_no_such_module" in str(error)
 
-
-def test_missing_moderngl_is_a_clear_error(monkeypatch):
-    from training.synth.gl_renderer import create_context
-
-    monkeypatch.setitem(sys.modules, "moderngl", None)  # import fails as if not installed
-    with pytest.raises(UserError, match="needs the moderngl package"):
-        create_context()

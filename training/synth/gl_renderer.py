@@ -16,21 +16,13 @@ NEAR, FAR = 0.5, 10.0
 
 
 def create_context():
-    """A standalone GL 3.3+ context; EGL first (headless), then the platform default."""
+    """A standalone GL 3.3 context (the engine's: EGL first, then the platform default)."""
     try:
-        import moderngl
-    except ImportError as exc:
+        from engine.render.gl import standalone_context
+    except ImportError as exc:  # moderngl missing: the engine's GL package cannot even be imported
         raise UserError(f"rendering synthetic avatars needs the moderngl package ({exc}); "
                         "install the project with `make install`") from exc
-    try:
-        return moderngl.create_standalone_context(backend="egl")
-    except Exception:  # noqa: BLE001 - fall back to whatever the platform offers (X11/GLX, WGL, CGL)
-        pass
-    try:
-        return moderngl.create_standalone_context()
-    except Exception as exc:  # noqa: BLE001 - no usable driver at all: say what is needed
-        raise UserError(f"no OpenGL 3.3 context could be created ({exc}); rendering synthetic avatars needs an "
-                        "EGL or desktop GL driver (Mesa: apt install libegl1 libegl-mesa0 libgl1-mesa-dri)") from exc
+    return standalone_context()
 
 
 class SceneRenderer:
