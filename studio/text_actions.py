@@ -44,9 +44,12 @@ class TextActions:
         if chosen:
             self.settings.setValue("text_model", chosen)
             self.text_pipeline = None
-            self.load_text_model()
+            self.load_text_model(model_chosen=True)
 
-    def load_text_model(self, then=None) -> None:
+    def load_text_model(self, then=None, model_chosen: bool = False) -> None:
+        """Load the text model in a worker, then call `then`. The guidance box takes the model's default unless the
+        user has set a guidance (on the lazy load of the first Generate their value must be the one used); a model
+        the user has just chosen (`model_chosen`) brings its own default."""
         from engine.text import TextPortraitPipeline
 
         folder = self.text_model_folder()
@@ -54,7 +57,8 @@ class TextActions:
         def loaded(pipe) -> None:
             self.text_pipeline = pipe
             self.text_panel.show_model(f"{folder.name} ({pipe.resolution}²)", pipe.trigger)
-            self.text_panel.guidance.setValue(pipe.default_guidance)  # the value the model was measured best at
+            # the value the model was measured best at
+            self.text_panel.set_default_guidance(pipe.default_guidance, force=model_chosen)
             if then is not None:
                 then()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 
 from PIL import Image
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSignalBlocker, QSize, Qt, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import (QDoubleSpinBox, QFormLayout, QHBoxLayout, QLabel, QLineEdit, QListWidget,
                                QListWidgetItem, QPlainTextEdit, QPushButton, QSlider, QSpinBox, QVBoxLayout,
@@ -50,6 +50,8 @@ class TextPanel(QWidget):
         self.guidance.setRange(0.0, 30.0)
         self.guidance.setValue(5.0)
         self.guidance.setSingleStep(0.5)
+        self.guidance_edited = False  # the user set the guidance: a model's default no longer replaces it
+        self.guidance.valueChanged.connect(self._guidance_changed)
         self.lora_label = QLabel("no LoRA")
         lora_button = QPushButton("LoRA…")
         lora_button.clicked.connect(self.choose_lora_requested)
@@ -108,6 +110,18 @@ class TextPanel(QWidget):
         return {"prompt": self.prompt.toPlainText().strip(), "negative_prompt": self.negative.text().strip(),
                 "n": self.count.value(), "steps": self.steps.value(), "guidance": self.guidance.value(),
                 "seed": self.seed.value()}
+
+    def set_default_guidance(self, value: float, force: bool = False) -> None:
+        """Show a model's default guidance, unless the user has set one (`force`: a model was just chosen, its
+        default wins and the box counts as unedited again)."""
+        if self.guidance_edited and not force:
+            return
+        with QSignalBlocker(self.guidance):
+            self.guidance.setValue(value)
+        self.guidance_edited = False
+
+    def _guidance_changed(self, _value: float) -> None:
+        self.guidance_edited = True
 
     def lora_scale_value(self) -> float:
         return self.lora_scale.value() / LORA_SCALE_STEPS

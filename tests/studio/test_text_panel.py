@@ -77,3 +77,54 @@ def test_empty_prompt_and_bad_lora_are_messages(qtbot, window, tmp_path):
     panel.generate_button.click()
     qtbot.waitUntil(lambda: not window.busy() and window.message_bar.level == "error", timeout=WAIT_MS)
     assert "safetensors" in window.message_bar.text() and panel.generate_button.isEnabled()
+
+
+@pytest.fixture(scope="module")
+def guided_text_model(tmp_path_factory) -> Path:
+    """A minute text model whose folder names a default guidance other than the panel's initial 5."""
+    from engine.text import build_tiny_text_pipeline
+
+    folder = tmp_path_factory.mktemp("text") / "guided_text"
+    build_tiny_text_pipeline(resolution=16, seed=0).save_pretrained(folder, extra={"guidance_default": 2.5})
+    return folder
+
+
+def _make_one(qtbot, window) -> dict:
+    panel = window.text_panel
+    panel.prompt.setPlainText("a man with short black hair")
+    panel.count.setValue(1)
+    panel.steps.setValue(1)
+    panel.candidates = []
+    panel.generate_button.click()
+    qtbot.waitUntil(lambda: len(panel.candidates) == 1 and not window.busy(), timeout=WAIT_MS)
+    return window._last_text
+
+
+def test_typed_guidance_survives_the_lazy_model_load(qtbot, window, guided_text_model):
+    """The model loads on the first Generate: a guidance the user typed before is the one used, not the model's
+    default; a box the user never touched takes the model's default."""
+    window.settings.setValue("text_model", str(guided_text_model))
+    panel = window.text_panel
+    assert window.text_pipeline is None and not panel.guidance_edited
+    panel.guidance.setValue(7.5)  # typed before the model exists
+    assert _make_one(qtbot, window)["guidance"] == pytest.approx(7.5)
+    assert panel.guidance.value() == pytest.approx(7.5) and panel.guidance_edited
+    assert window.text_pipeline.default_guidance == pytest.approx(2.5)
+
+    window.text_pipeline = None  # load again (lazily) with the box untouched: the model's default is shown and used
+    panel.set_default_guidance(5.0, force=True)
+    assert _make_one(qtbot, window)["guidance"] == pytest.approx(2.5)
+    assert panel.guidance.value() == pytest.approx(2.5) and not panel.guidance_edited
+
+
+def test_choosing_a_text_model_shows_its_default_guidance(qtbot, window, guided_text_model, monkeypatch):
+    from studio import text_actions
+
+    panel = window.text_panel
+    panel.guidance.setValue(9.0)
+    monkeypatch.setattr(text_actions.QFileDialog, "getExistingDirectory", lambda *a, **k: str(guided_text_model))
+    window.choose_text_model()
+    qtbot.waitUntil(lambda: window.text_pipeline is not None and not window.busy(), timeout=WAIT_MS)
+    assert panel.guidance.value() == pytest.approx(2.5) and not panel.guidance_edited  # the chosen model's value
+    panel.guidance.setValue(3.0)  # edited after choosing: the user's value is used
+    assert _make_one(qtbot, window)["guidance"] == pytest.approx(3.0)
