@@ -60,7 +60,8 @@ def main() -> None:
     ap.add_argument("--eval-data", type=Path, default=Path("data/text_eval"), help="held-out avatars (other seed)")
     ap.add_argument("--n", type=int, default=50)
     ap.add_argument("--steps", type=int, default=25)
-    ap.add_argument("--guidance", type=float, help="default: the model's guidance_default (else 4)")
+    ap.add_argument("--guidance", type=float,
+                    help="default: TextPortraitPipeline.default_guidance (the model's guidance_default, else 5)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--measure", type=Path, default=Path("runs/text_default/colour_measure.json"))
     ap.add_argument("--grid", type=Path, default=Path("docs/text2portrait_samples.png"))
@@ -70,6 +71,7 @@ def main() -> None:
 
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
+    from engine.text import TextPortraitPipeline
     from training.text.colours import ColourMeasure, calibrate, cloth_single, hair_visible
     from training.text.dataset import encode_captions, load_portrait_set
     from training.text.train import sample
@@ -77,8 +79,9 @@ def main() -> None:
     t0 = time.time()
     index = json.loads((args.model / "model_index.json").read_text())
     res = int(index["resolution"])
+    pipe = TextPortraitPipeline.from_pretrained(args.model)  # the inference side: its default and the check below
     if args.guidance is None:
-        args.guidance = float(index.get("guidance_default", 4.0))
+        args.guidance = pipe.default_guidance  # one definition of the default (and its fallback): the pipeline's
     if args.measure.is_file():
         measure = ColourMeasure.load(args.measure)
     else:
@@ -130,9 +133,6 @@ def main() -> None:
     pipeline_check = None
     if args.check_pipeline:
         try:
-            from engine.text import TextPortraitPipeline
-
-            pipe = TextPortraitPipeline.from_pretrained(args.model)
             diffs = []
             for i in range(min(args.check_pipeline, n)):
                 # image i started from torch.Generator().manual_seed(seed + i) in both

@@ -117,9 +117,61 @@ def test_init_from_starts_from_a_model_folder(tmp_path, tiny_set, captions):
     trainer_config = tiny_config(steps=1, lr=0.0, warmup=1, save_fp16=False, init_from=str(tmp_path / "base"))
     train_text([], tmp_path / "run", trainer_config, log=lambda *_: None, data=tiny_set, captions_cache=captions)
     assert torch.allclose(_unet_state(tmp_path / "run" / "model")["conv_out.bias"], torch.full((3,), 0.25))
-    with pytest.raises(Exception, match="not a text model folder"):
+    from engine.errors import UserError
+
+    with pytest.raises(UserError, match="not a text model folder"):
         train_text([], tmp_path / "bad", tiny_config(init_from=str(tmp_path)), log=lambda *_: None, data=tiny_set,
                    captions_cache=captions)
+
+
+def test_resume_with_a_checkpoint_does_not_load_init_from(tmp_path, tiny_set, captions, monkeypatch):
+    """On resume the checkpoint's weights win: init_from is not read at all (it would only be overwritten)."""
+    from training.text import train as train_module
+
+    config = tiny_config(steps=4, save_fp16=False)
+    base = build_unet(config)
+    save_text_model(base, build_scheduler(config), tmp_path / "base", config)
+    config = config.replace(init_from=str(tmp_path / "base"))
+    loads = []
+    real_initial_weights = train_module.initial_weights
+    monkeypatch.setattr(train_module, "initial_weights", lambda unet, folder: (loads.append(folder),
+                                                                               real_initial_weights(unet, folder)))
+    original = train_module.TextTrainer.train_step
+
+    def stop_after_two(self):
+        loss = original(self)
+        if self.step == 2:
+            self.run.request_stop("test stop")
+        return loss
+
+    monkeypatch.setattr(train_module.TextTrainer, "train_step", stop_after_two)
+    assert train_text([], tmp_path / "run", config, log=lambda *_: None, data=tiny_set,
+                      captions_cache=captions) is None
+    assert loads == [str(tmp_path / "base")]  # a fresh run starts from init_from
+    monkeypatch.setattr(train_module.TextTrainer, "train_step", original)
+    info = train_text([], tmp_path / "run", config, log=lambda *_: None, data=tiny_set, captions_cache=captions,
+                      resume=True)
+    assert info["steps"] == 4 and info["steps_this_session"] == 2
+    assert loads == [str(tmp_path / "base")]  # not loaded again: the checkpoint is restored instead
+
+
+@pytest.mark.parametrize("field", ["log_every", "checkpoint_every", "batch_size", "steps"])
+def test_config_rejects_counts_below_one(field):
+    from engine.config import ConfigError
+
+    with pytest.raises(ConfigError, match=f"{field} must be at least 1"):
+        tiny_config(**{field: 0})
+    with pytest.raises(ConfigError, match=f"{field} must be at least 1"):
+        TextTrainConfig.preset("test", **{field: 0})  # `--set log_every=0` goes through from_dict
+
+
+@pytest.mark.parametrize("field", ["log_every", "rank", "steps", "batch_size"])
+def test_lora_config_rejects_counts_below_one(field):
+    from engine.config import ConfigError
+    from training.text.lora import LoraTrainConfig
+
+    with pytest.raises(ConfigError, match=f"{field} must be at least 1"):
+        LoraTrainConfig(**{field: 0})
 
 
 def test_min_snr_weights():
@@ -152,7 +204,6 @@ def test_loss_decreases_on_one_batch(tiny_set, captions):
 
 
 def test_lora_finetune_writes_safetensors(tmp_path, tiny_set, captions):
-    pytest.importorskip("engine.text.lora")
     from safetensors import safe_open
 
     from training.text.lora import LoraTrainConfig, train_lora

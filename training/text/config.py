@@ -66,12 +66,11 @@ class TextTrainConfig(ConfigMixin):
             raise ConfigError("resolution must be divisible by 2^(levels-1)")
         if any(not 0 <= i < len(self.block_out_channels) for i in self.attention_levels):
             raise ConfigError("attention_levels must index block_out_channels")
-        if self.batch_size < 1 or self.steps < 1:
-            raise ConfigError("batch_size and steps must be at least 1")
+        for name in ("batch_size", "steps", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)})")
         if not 0.0 <= self.p_uncond < 1.0:
             raise ConfigError("p_uncond must be in [0, 1)")
-        if self.checkpoint_every < 1:
-            raise ConfigError("checkpoint_every must be at least 1")
         if self.min_snr_gamma < 0:
             raise ConfigError("min_snr_gamma must be >= 0 (0 = off)")
 

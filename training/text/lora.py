@@ -34,8 +34,9 @@ class LoraTrainConfig(ConfigMixin):
     log_every: int = 25
 
     def validate(self) -> None:
-        if self.rank < 1 or self.steps < 1 or self.batch_size < 1:
-            raise ConfigError("rank, steps and batch_size must be at least 1")
+        for name in ("rank", "steps", "batch_size", "log_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1 (got {getattr(self, name)})")
 
 
 def load_base(model: Path):
@@ -51,10 +52,7 @@ def load_base(model: Path):
 def train_lora(base: Path, data_root: Path, out: Path, config: LoraTrainConfig, limit: int | None = None,
                log=print, data=None, encoder=None) -> dict:
     """Finetune a LoRA; writes OUT/lora.safetensors (+ lora_info.json). Returns the info dict."""
-    try:
-        from engine.text.lora import add_lora, save_lora
-    except ImportError:  # pragma: no cover - the inference side is missing
-        raise
+    from engine.text.lora import add_lora, save_lora
     from training.text.dataset import encode_captions, load_portrait_set
     from training.text.train import to_tensor
 

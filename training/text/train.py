@@ -60,7 +60,7 @@ def initial_weights(unet, folder: str) -> None:
 class TextTrainer:
     """UNet, EMA, optimiser and step counter on one device; the data and caption states live on that device."""
 
-    def __init__(self, config: TextTrainConfig, run: Run, data, cache) -> None:
+    def __init__(self, config: TextTrainConfig, run: Run, data, cache, resume: bool = False) -> None:
         self.config, self.run, self.data = config, run, data
         self.device = torch.device(config.device)
         self.images = to_tensor(data.images).to(self.device)
@@ -69,7 +69,8 @@ class TextTrainer:
         self.uncond_row = cache.index[""]
         torch.manual_seed(config.seed)  # the initial weights
         self.unet = build_unet(config)
-        if config.init_from:
+        # A resumed run with a checkpoint restores its own weights (restore()): init_from would be overwritten.
+        if config.init_from and not (resume and run.latest_checkpoint() is not None):
             initial_weights(self.unet, config.init_from)
         self.unet.to(self.device).train()
         self.ema = copy.deepcopy(self.unet).eval().requires_grad_(False)
@@ -149,14 +150,14 @@ class TextTrainer:
                              encoder_attention_mask=self.mask[rows]).sample
         per_sample = (pred.float() - noise).pow(2).mean(dim=(1, 2, 3))
         loss = (per_sample * loss_weights(self.alphas[t], config.min_snr_gamma)).mean()
-        self.guard.check(self.step, loss.detach())  # before the update: a NaN never reaches the weights
+        value = self.guard.check(self.step, loss.detach())  # before the update: a NaN never reaches the weights
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.unet.parameters(), 1.0)
         self.optimizer.step()
         self.step += 1
         ema_update(self.ema, self.unet, min(config.ema_decay, (1 + self.step) / (10 + self.step)))
-        return loss.item()
+        return value  # the guard's float: one device sync per step
 
     def fit(self) -> None:
         """Train until `steps` or the wall-clock budget; checkpoints; on a stop request saves and raises RunStopped."""
@@ -191,7 +192,6 @@ def train_text(data_roots, out: Path, config: TextTrainConfig, log=print, data=N
     from training.text.dataset import encode_captions, load_portrait_set
 
     out = Path(out)
-    config.validate()
     t_start = time.time()
     if data is None:
         data = load_portrait_set(data_roots, config.resolution)
@@ -202,7 +202,7 @@ def train_text(data_roots, out: Path, config: TextTrainConfig, log=print, data=N
     run = Run.create(out, KIND, config, resume=resume)
     info = None
     with run.active():  # a stop leaves this block quietly with info None
-        trainer = TextTrainer(config, run, data, cache)
+        trainer = TextTrainer(config, run, data, cache, resume=resume)
         if resume:
             trainer.restore()
         message = (f"text: {len(data)} portraits, {len(cache.texts)} captions ({time.time() - t_start:.1f} s); "
