@@ -1,10 +1,11 @@
 """Curves from a run's metrics.jsonl, read incrementally (only the bytes appended since the last poll). Qt-free."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
+
+from training.runs.metrics import parse_line
 
 NOT_CURVES = ("step", "time", "epoch", "visit")
 FORGETTING_PREFIX = "psnr/"  # stage 1 logs the held-out PSNR of every avatar seen so far as psnr/<avatar>
@@ -42,17 +43,10 @@ class MetricsFollower:
             return reset
         self._offset += len(data)
         *complete, self._pending = (self._pending + data).split(b"\n")
-        added = [r for r in (_parse(line) for line in complete) if r is not None]
+        parsed = (parse_line(line.decode("utf-8", errors="replace")) for line in complete)
+        added = [r for r in parsed if r is not None]
         self.records += added
         return bool(added) or reset
-
-
-def _parse(line: bytes) -> dict[str, Any] | None:
-    try:
-        record = json.loads(line.decode("utf-8", errors="replace"))
-    except json.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None
 
 
 def curve_keys(records: list[dict[str, Any]]) -> list[str]:

@@ -14,12 +14,12 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from engine.io import atomic_write_json, read_json
 from training.runs import pid_alive
+from training.runs.status import now_iso
 
 LAUNCH_FILE = "launch.json"
 OUTPUT_FILE = "launch.log"
@@ -72,13 +72,13 @@ class RunProcesses:
         if self.is_running(folder):
             raise OSError(f"{folder.name} is already running")
         folder.mkdir(parents=True, exist_ok=True)
-        record = read_launch(folder) or {"created": _now()}
+        record = read_launch(folder) or {"created": now_iso()}
         record.update(argv=list(argv), cwd=str(cwd or Path.cwd()), kind=kind, total=total, pid=None,
-                      launched=time.time(), launched_at=_now(), stop_requested=False, exit_code=None, ended=None,
+                      launched=time.time(), launched_at=now_iso(), stop_requested=False, exit_code=None, ended=None,
                       launches=int(record.get("launches") or 0) + 1)
         write_launch(folder, record)
         with open(folder / OUTPUT_FILE, "a", encoding="utf-8") as out:
-            out.write(f"\n[{_now()}] $ {' '.join(argv)}\n")
+            out.write(f"\n[{now_iso()}] $ {' '.join(argv)}\n")
             out.flush()
             process = subprocess.Popen(argv, cwd=record["cwd"], env=child_environment(), stdin=subprocess.DEVNULL,
                                        stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -128,7 +128,7 @@ class RunProcesses:
             self.stopping.pop(folder, None)
             record = read_launch(folder)
             if record is not None and record.get("pid") == process.pid:
-                record.update(exit_code=code, ended=_now())
+                record.update(exit_code=code, ended=now_iso())
                 write_launch(folder, record)
             ended.append(folder)
         now = time.monotonic()
@@ -156,7 +156,3 @@ def _signal(pid: int, sig: int, group: bool) -> None:
             os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _now() -> str:
-    return datetime.now().astimezone().isoformat(timespec="seconds")

@@ -18,6 +18,7 @@ from studio.run_kinds import KIND_BY_RUN_KIND, KINDS, kind_label
 from studio.run_processes import LAUNCH_FILE, OUTPUT_FILE, read_launch
 from training.runs import pid_alive
 from training.runs.folder import is_run_dir, read_command, read_status_or_empty
+from training.runs.listing import config_kind, find_run_dirs, subdirs
 from training.runs.metrics import last_metrics
 from training.runs.status import effective_state, hostname
 
@@ -83,18 +84,10 @@ class FileCache:
 
 
 def run_folders(root: Path) -> list[Path]:
-    """Runs in `root` and one level below: folders with a run's config/status or a studio launch record."""
-    def is_run(path: Path) -> bool:
-        return is_run_dir(path) or (path / LAUNCH_FILE).is_file()
-
+    """Runs in `root` and one level below: folders with a run's config/status or a studio launch record.
+    `root` itself is never one of them (it is the folder of runs the studio watches)."""
     root = Path(root)
-    found = []
-    for child in _subdirs(root):
-        if is_run(child):
-            found.append(child)
-        else:
-            found += [grandchild for grandchild in _subdirs(child) if is_run(grandchild)]
-    return found
+    return find_run_dirs(root, lambda path: path != root and (is_run_dir(path) or (path / LAUNCH_FILE).is_file()))
 
 
 class RunsWatcher:
@@ -113,10 +106,10 @@ class RunsWatcher:
     def row(self, folder: Path) -> RunRow:
         status = self.cache.get(folder / "status.json", lambda p: read_status_or_empty(p.parent)) or {}
         launch = self.cache.get(folder / LAUNCH_FILE, lambda p: read_launch(p.parent))
-        config_kind = self.cache.get(folder / "config.json", _config_kind)
+        recorded_kind = self.cache.get(folder / "config.json", lambda p: config_kind(p.parent))
         metrics_file = next((folder / n for n in METRIC_FILES if (folder / n).is_file()), None)
         metrics = self.cache.get(metrics_file, last_metrics) if metrics_file else None
-        run_kind = status.get("kind") or config_kind
+        run_kind = status.get("kind") or recorded_kind
         kind = KIND_BY_RUN_KIND.get(run_kind) if run_kind else (launch or {}).get("kind")
         row = RunRow(path=folder, name=_relative(folder, self.root), kind=kind,
                      kind_label=kind_label(kind or run_kind), state="unknown", launch=launch, metrics=metrics,
@@ -142,7 +135,8 @@ def _state_from_status(row: RunRow, status: dict[str, Any], folder: Path) -> Non
     if launch is None or not launch.get("pid"):
         return
     launched_pid = launch["pid"]
-    alive = pid_alive(launched_pid)
+    # once its exit code is recorded the launched process is gone: a live process with that pid is another one
+    alive = launch.get("exit_code") is None and pid_alive(launched_pid)
     if alive:
         row.pid = launched_pid  # torchrun: signal the launcher (it passes the signal to every rank)
         row.extra["process_alive"] = True
@@ -160,7 +154,7 @@ def _state_from_launch(row: RunRow, folder: Path) -> None:
     """A launch without a (fresh) status.json: the process decides, else its exit code, else a done marker."""
     launch = row.launch or {}
     pid, spec = launch.get("pid"), KINDS.get(launch.get("kind", ""))
-    if pid and pid_alive(pid):
+    if pid and launch.get("exit_code") is None and pid_alive(pid):  # an exit code: that pid may be reused
         row.pid = pid
         row.state = "running" if spec is not None and spec.done_marker else "starting"
         row.reason = None
@@ -190,7 +184,7 @@ def _progress(row: RunRow, status: dict[str, Any], folder: Path) -> None:
     launch = row.launch or {}
     row.total = launch.get("total")
     if launch.get("kind") == "synth":
-        row.step = sum(1 for p in _subdirs(folder) if p.name.startswith("avatar_"))
+        row.step = sum(1 for p in subdirs(folder) if p.name.startswith("avatar_"))
     elif row.metrics and isinstance(row.metrics.get("step"), int):
         row.step = row.metrics["step"]
     if row.state == "finished" and row.total:
@@ -259,23 +253,6 @@ def newest_images(folder: Path, limit: int = 6) -> list[Path]:
     except OSError:
         return []
     return sorted(found, key=lambda p: (_mtime(p), p.name), reverse=True)[:limit]
-
-
-def _config_kind(path: Path) -> str | None:
-    from engine.io import read_json
-
-    try:
-        kind = read_json(path).get("kind")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return kind if isinstance(kind, str) else None
-
-
-def _subdirs(folder: Path) -> list[Path]:
-    try:
-        return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-    except OSError:
-        return []
 
 
 def _relative(folder: Path, root: Path) -> str:

@@ -156,11 +156,13 @@ def test_validation_lists_every_problem_and_launches_nothing(tmp_path):
 
 # ------------------------------------------------------------------------------------------ run states
 def test_a_process_that_fails_before_its_run_exists_shows_failed_with_its_message(tmp_path):
-    processes, folder = RunProcesses(), tmp_path / "runs" / "early"
-    code = "import sys; print('rodinhd fit: error: the dataset is broken', file=sys.stderr); sys.exit(2)"
-    processes.start(folder, [sys.executable, "-c", code], "fit1")
-    row = RunsWatcher(tmp_path / "runs").row(folder)
-    assert row.state in ("starting", "failed")
+    processes, folder, go = RunProcesses(), tmp_path / "runs" / "early", tmp_path / "go"
+    code = (f"import os, sys, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.02)\n"
+            "print('rodinhd fit: error: the dataset is broken', file=sys.stderr); sys.exit(2)")
+    pid = processes.start(folder, [sys.executable, "-c", code], "fit1")
+    row = RunsWatcher(tmp_path / "runs").row(folder)  # the process waits for `go`: it is alive, without a run
+    assert (row.state, row.reason, row.pid) == ("starting", None, pid) and row.resume is None
+    go.touch()
     _wait(lambda: processes.tick())
     assert read_launch(folder)["exit_code"] == 2
     row = RunsWatcher(tmp_path / "runs").rows()[0]
@@ -219,6 +221,29 @@ def test_a_killed_run_reads_failed_and_cli_runs_resume_from_their_command(tmp_pa
     assert row.resume_cwd == tmp_path and row.resume_block == ""
 
 
+def test_a_recorded_exit_code_wins_over_a_reused_pid(tmp_path):
+    """Once the studio recorded the launched process's exit code, a live process with the same pid (the pid was
+    reused) must not make the run look alive: this test process stands in for the stranger."""
+    folder = tmp_path / "runs" / "done"
+    folder.mkdir(parents=True)
+    launch = {"argv": ["fit"], "kind": "fit1", "pid": os.getpid(), "launched": time.time() - 100, "exit_code": 0}
+    (folder / "launch.json").write_text(json.dumps(launch))
+    status = {"state": "finished", "kind": "fit_stage1", "pid": os.getpid(), "host": os.uname().nodename,
+              "started": "2026-01-01T10:00:00+00:00", "progress": {"step": 100, "total": 100}}
+    (folder / "status.json").write_text(json.dumps(status))
+    row = RunsWatcher(tmp_path / "runs").row(folder)
+    assert (row.state, row.pid, row.extra.get("process_alive")) == ("finished", None, None)
+    assert row.resume_block == "it has finished"  # not "its process is still exiting"
+    # status.json older than the launch: the launch record decides, and its exit code says the process ended
+    (folder / "launch.json").write_text(json.dumps({**launch, "launched": time.time() + 100}))
+    row = RunsWatcher(tmp_path / "runs").row(folder)
+    assert (row.state, row.pid, row.extra.get("process_alive")) == ("finished", None, None)
+    # while no exit code is recorded the live pid still counts (the run is starting again)
+    (folder / "launch.json").write_text(json.dumps({**launch, "launched": time.time() + 100, "exit_code": None}))
+    row = RunsWatcher(tmp_path / "runs").row(folder)
+    assert (row.state, row.pid, row.extra.get("process_alive")) == ("starting", os.getpid(), True)
+
+
 def test_the_cli_records_its_command_in_new_runs(tmp_path, monkeypatch):
     from training.cli.main import main
     from training.runs.folder import read_command, recorded_command
@@ -240,6 +265,8 @@ def test_run_folders_sees_runs_one_level_down_and_launch_only_folders(tmp_path):
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "launch.json").write_text("{}")
     (tmp_path / "data").mkdir()
+    assert run_folders(tmp_path) == [tmp_path / "b", tmp_path / "group" / "a"]
+    (tmp_path / "config.json").write_text("{}")  # the watched folder itself is never listed as a run
     assert run_folders(tmp_path) == [tmp_path / "b", tmp_path / "group" / "a"]
 
 
@@ -265,8 +292,11 @@ def test_metrics_follower_reads_only_appended_complete_lines(tmp_path):
 def test_tail_lines_reads_the_end_and_keeps_the_last_redraw_of_a_progress_bar(tmp_path):
     path = tmp_path / "log.txt"
     path.write_text("".join(f"line {i}\n" for i in range(5000)) + "fit: 10%\rfit: 50%\rfit: 90%\n")
-    lines = tail_lines(path, max_lines=500, max_bytes=4096)
-    assert len(lines) <= 500 and lines[-1] == "fit: 90%" and lines[-2] == "line 4999"
+    lines = tail_lines(path, max_lines=100, max_bytes=4096)  # ~400 lines in 4 KB: the line limit decides
+    assert len(lines) == 100 and lines[-1] == "fit: 90%" and lines[-2] == "line 4999" and lines[0] == "line 4901"
+    lines = tail_lines(path, max_lines=5000, max_bytes=4096)  # the byte limit decides; the cut first line is dropped
+    assert 300 < len(lines) < 500 and lines[-1] == "fit: 90%"
+    assert lines[:-1] == [f"line {i}" for i in range(5000 - (len(lines) - 1), 5000)]
     assert tail_lines(tmp_path / "missing.txt") == []
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from engine.errors import UserError
 from engine.io import read_json
@@ -26,17 +26,18 @@ class RunSummary:
     metrics: dict[str, Any] | None = None   # the last complete line of metrics.jsonl
 
 
-def find_run_dirs(root: Path) -> list[Path]:
-    """`root` itself if it is a run, else its run subfolders, looking one level further into non-run folders."""
+def find_run_dirs(root: Path, is_run: Callable[[Path], bool] = is_run_dir) -> list[Path]:
+    """`root` itself if it is a run, else its run subfolders, looking one level further into non-run folders.
+    `is_run` decides what a run folder is (default: one with a run's config or status)."""
     root = Path(root)
-    if is_run_dir(root):
+    if is_run(root):
         return [root]
     found = []
-    for child in _subdirs(root):
-        if is_run_dir(child):
+    for child in subdirs(root):
+        if is_run(child):
             found.append(child)
         else:
-            found += [grandchild for grandchild in _subdirs(child) if is_run_dir(grandchild)]
+            found += [grandchild for grandchild in subdirs(child) if is_run(grandchild)]
     return found
 
 
@@ -47,7 +48,7 @@ def summarize_run(path: Path, root: Path | None = None) -> RunSummary:
     state, reason = effective_state(status) if status else ("unknown", "status.json missing or unreadable")
     name = path.relative_to(root).as_posix() if root is not None and path != root else path.name
     return RunSummary(
-        name=name, path=path, kind=status.get("kind") or _config_kind(path), state=state, reason=reason,
+        name=name, path=path, kind=status.get("kind") or config_kind(path), state=state, reason=reason,
         progress=_progress(status.get("progress")), started=status.get("started"), updated=status.get("updated"),
         metrics=last_metrics(path / "metrics.jsonl"),
     )
@@ -62,14 +63,16 @@ def list_runs(root: str | Path) -> list[RunSummary]:
     return sorted(summaries, key=lambda s: (s.started or "", s.name))
 
 
-def _subdirs(folder: Path) -> list[Path]:
+def subdirs(folder: Path) -> list[Path]:
+    """The visible sub-folders of `folder`, sorted; none when it cannot be read."""
     try:
         return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     except OSError:
         return []
 
 
-def _config_kind(path: Path) -> str | None:
+def config_kind(path: Path) -> str | None:
+    """The `kind` recorded in the run folder's config.json; None when missing, damaged or not a string."""
     try:
         kind = read_json(path / "config.json").get("kind")
     except (OSError, ValueError, AttributeError):

@@ -34,7 +34,7 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
         return []
     records = []
     for line in text.splitlines():
-        record = _parse_line(line)
+        record = parse_line(line)
         if record is not None:
             records.append(record)
     return records
@@ -51,7 +51,7 @@ def last_metrics(path: Path, tail_bytes: int = 65536) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     for line in reversed(tail.splitlines()):
-        record = _parse_line(line)
+        record = parse_line(line)
         if record is not None:
             return record
     return None if size <= tail_bytes else (read_metrics(path) or [None])[-1]
@@ -68,7 +68,8 @@ def drop_partial_line(path: Path) -> None:
             f.truncate(data.rfind(b"\n") + 1)
 
 
-def _parse_line(line: str) -> dict[str, Any] | None:
+def parse_line(line: str) -> dict[str, Any] | None:
+    """One metrics line as a dict; None for a blank, unparsable (half-written) or non-object line."""
     line = line.strip()
     if not line:
         return None
