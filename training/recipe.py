@@ -15,16 +15,17 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from engine.errors import UserError
 from engine.io import atomic_write_json
+from training.runs.signals import stop_signals
 
 STATE_FILE = "recipe.json"
 
@@ -135,7 +136,9 @@ class ChildRunner:
         self.live: set[subprocess.Popen] = set()
 
     def __call__(self, argv: list[str]) -> int:
-        child = subprocess.Popen([sys.executable, "-m", "training.cli.main", *argv])
+        # its own session: a terminal's Ctrl-C reaches only this process, which forwards it once (signal_all); a
+        # second SIGINT would turn the child's polite checkpoint-and-stop into a KeyboardInterrupt
+        child = subprocess.Popen([sys.executable, "-m", "training.cli.main", *argv], start_new_session=True)
         self.live.add(child)
         try:
             return child.wait()
@@ -187,12 +190,8 @@ def run_recipe(name: str, out: Path, device: str | None = None, workers: int = 1
         + (f", about {total:.0f} CPU-minutes of steps left" if total else ""))
     runner = runner or ChildRunner()
     forward = getattr(runner, "signal_all", None)
-    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)} if forward else {}
-    try:
+    with stop_signals(forward) if forward else nullcontext():
         _schedule(steps, state, out, runner, log, max(1, jobs))
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
     return state
 
 

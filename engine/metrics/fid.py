@@ -9,8 +9,8 @@ installed with `--no-deps` and located with `importlib.util.find_spec` (which do
 is checked against the package's own SHA-1 before it is loaded, so only that known archive is ever deserialised.
 
 Input convention (the package's `FidHelper` defaults): images quantised to 8 bits, resized to 299×299 with the
-"nv_bilinear" resampling (affine_grid + grid_sample, border padding), then mapped to `[-1, 0.9921875]`
-(`x·255/128 − 1`, TensorFlow's convention).
+"nv_bilinear_float" resampling (affine_grid + grid_sample, border padding, the result not rounded back to 8 bits),
+then mapped to `[-1, 0.9921875]` (`x·255/128 − 1`, TensorFlow's convention).
 
 Caveat: FID is biased upwards for small sets (Chong & Forsyth 2020); with fewer images than feature dimensions
 (2048) the covariances are rank-deficient. Report the number of images beside every FID and compare FIDs only

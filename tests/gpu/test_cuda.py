@@ -14,9 +14,11 @@ ROOT = Path(__file__).resolve().parents[2]
 PORTRAIT = ROOT / "assets" / "portraits" / "astronaut.png"
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+def psnr(a: np.ndarray, b: np.ndarray, max_val: float = 1.0) -> float:
+    """engine.metrics.psnr (dB) of two [H, W, C] images in [0, max_val]."""
+    from engine.metrics import psnr as image_psnr
+
+    return float(image_psnr(*(torch.as_tensor(np.asarray(x, np.float64)).permute(2, 0, 1) for x in (a, b)), max_val))
 
 
 def test_avatar_pipeline_on_cuda_matches_cpu():
@@ -29,9 +31,8 @@ def test_avatar_pipeline_on_cuda_matches_cpu():
     assert gpu.planes.device.type == "cuda"
     rel = (gpu.planes.cpu().float() - cpu.planes.float()).norm() / cpu.planes.float().norm()
     assert rel < 0.02, float(rel)
-    views = [a.render_view(30.0, 10.0, resolution=128) for a in (cpu, gpu)]
-    scale = 255.0 if views[0].dtype == np.uint8 else 1.0
-    assert psnr(views[0] / scale, views[1] / scale) > 35.0
+    views = [a.render_view(30.0, 10.0, resolution=128) for a in (cpu, gpu)]  # float32 RGBA in [0, 1]
+    assert psnr(views[0], views[1]) > 35.0
 
 
 def test_text_pipeline_on_cuda_matches_cpu():
@@ -41,7 +42,7 @@ def test_text_pipeline_on_cuda_matches_cpu():
     prompt = "a woman with tan skin, long blonde hair, wearing a red hoodie"
     images = [np.asarray(TextPortraitPipeline.from_pretrained(folder, device=d)(prompt, n=1, steps=10, seed=3)[0],
                          np.float64) for d in ("cpu", "cuda")]
-    assert np.abs(images[0] - images[1]).mean() < 2.0 and psnr(images[0] / 255, images[1] / 255) > 30.0
+    assert np.abs(images[0] - images[1]).mean() < 2.0 and psnr(images[0], images[1], max_val=255.0) > 30.0
 
 
 def test_text_training_step_on_cuda_bf16(tmp_path):

@@ -101,6 +101,13 @@ def test_fid_of_images_is_zero_for_a_set_with_itself_and_grows_with_damage(sourc
     noisy = fid(images, (images + noise).clamp(0, 1))
     assert 1.0 < light < heavy  # more blur, further away
     assert noisy > 1.0
+    assert noisy > light
+    # golden values of the current preprocessing (8-bit quantisation, nv_bilinear_float resize to 299, TF input
+    # range): rounding the resize moves `light` by 3 %, torch's bilinear resize by 6 %, a [-1, 1] input range by
+    # 0.17 %; torch thread counts move it by ~1e-8
+    assert light == pytest.approx(191.74, rel=1e-3)
+    assert heavy == pytest.approx(334.43, rel=1e-3)
+    assert noisy == pytest.approx(370.12, rel=1e-3)
 
 
 def test_missing_inception_package_is_a_user_error(monkeypatch):

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import pytest
 from fit_helpers import cli
 
 from engine.errors import UserError
-from training.recipe import install, recipe_steps, run_recipe
+from training import recipe as recipe_module
+from training.recipe import ChildRunner, install, recipe_steps, run_recipe
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 STEPS = ["synth", "stage1", "stage2", "base", "upsample", "build", "text_data", "text"]
@@ -139,3 +141,45 @@ def test_a_step_that_exits_0_without_finishing_is_not_done(tmp_path):
 
     with pytest.raises(UserError, match="'stage1' stopped \\(it did not finish\\)"):
         run_recipe("default", tmp_path, runner=fake, log=lambda *_: None, with_text=False)
+
+
+def test_signals_are_forwarded_to_the_steps_while_the_recipe_runs(tmp_path):
+    """SIGINT/SIGTERM reach the runner's signal_all during the recipe; the previous handlers come back after."""
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    forwarded = []
+
+    class Runner:
+        def __call__(self, argv):
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.getsignal(sig)(sig, None)  # what the interpreter calls on a signal
+            out = Path(argv[argv.index("--out") + 1])
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "index.json").write_text("{}")
+            return 0
+
+        def signal_all(self, signum, _frame=None):
+            forwarded.append(signum)
+
+    run_recipe("smoke", tmp_path, runner=Runner(), log=lambda *_: None, with_text=False)
+    assert forwarded[:2] == [signal.SIGINT, signal.SIGTERM] and len(forwarded) == 2 * 6
+    assert {sig: signal.getsignal(sig) for sig in before} == before
+
+
+def test_child_steps_run_in_their_own_session(monkeypatch):
+    """A terminal's Ctrl-C must reach a step once (forwarded by the recipe), not also directly: a second SIGINT makes
+    the step's run raise KeyboardInterrupt instead of checkpointing."""
+    calls = []
+
+    class FakeChild:
+        def __init__(self, argv, **kwargs):
+            calls.append((argv, kwargs))
+
+        def wait(self):
+            return 0
+
+    monkeypatch.setattr(recipe_module.subprocess, "Popen", FakeChild)
+    runner = ChildRunner()
+    assert runner(["synth", "--out", "x"]) == 0
+    argv, kwargs = calls[0]
+    assert argv[-3:] == ["synth", "--out", "x"] and kwargs.get("start_new_session") is True
+    assert not runner.live

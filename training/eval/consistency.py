@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,7 +20,7 @@ import torch
 from engine.avatar import Avatar, orbit_camera
 from engine.cameras import DEFAULT_FOV_DEGREES, DEFAULT_ORBIT, orbit_views
 from engine.decoder import TriplaneDecoder
-from engine.render import RenderConfig, camera_rays, render_image, render_rays
+from engine.render import RenderConfig, camera_rays, render_rays
 from training.fit.config import FitConfig
 from training.fit.data import AvatarViews
 from training.fit.evaluate import evaluate
@@ -66,19 +66,15 @@ def orbit_renders(planes: torch.Tensor, decoder: TriplaneDecoder, views: int, si
                   name: str = "render") -> AvatarViews:
     """`views` renders [V, size, size, 4] uint8 (straight, not premultiplied, alpha: like dataset PNGs)."""
     avatar = Avatar(planes, decoder)
-    occupancy = avatar.occupancy()
-    config = RenderConfig(samples=samples, background="transparent")
-    fov = math.radians(DEFAULT_FOV_DEGREES)
     cams = torch.stack([torch.as_tensor(orbit_camera(az, el), dtype=torch.float32)
-                        for az, el in orbit_views(DEFAULT_ORBIT, views)]).to(planes.device)
-    rgba = []
-    for c2w in cams:
-        out = render_image(planes, decoder, c2w, fov, size, size, config, occupancy)
-        alpha = out.alpha.clamp(0, 1)
-        colour = torch.where(alpha[..., None] > 1e-6, out.rgb / alpha[..., None].clamp_min(1e-6), out.rgb)
-        rgba.append(torch.cat([colour.clamp(0, 1), alpha[..., None]], -1))
-    images = (torch.stack(rgba) * 255).round().to(torch.uint8).cpu()
-    return AvatarViews(name, images, cams.cpu(), fov)
+                        for az, el in orbit_views(DEFAULT_ORBIT, views)])
+    # Avatar.render: premultiplied colour and alpha, both clamped to [0, 1] → divide the alpha back out
+    rgba = torch.from_numpy(np.stack([avatar.render(c2w.numpy(), size, samples, background="transparent")
+                                      for c2w in cams]))
+    colour, alpha = rgba[..., :3], rgba[..., 3:]
+    colour = torch.where(alpha > 1e-6, colour / alpha.clamp_min(1e-6), colour)
+    images = (torch.cat([colour.clamp(0, 1), alpha], -1) * 255).round().to(torch.uint8)
+    return AvatarViews(name, images, cams, math.radians(DEFAULT_FOV_DEGREES))
 
 
 def subset(views: AvatarViews, indices: list[int]) -> AvatarViews:
@@ -145,7 +141,3 @@ def epipolar_image(planes: torch.Tensor, decoder: TriplaneDecoder, size: int, fr
         rays = camera_rays(c2w, fov, size, size)[line * size:(line + 1) * size]
         lines.append(render_rays(planes, decoder, rays, config, avatar.occupancy()).rgb)
     return (torch.stack(lines).clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-
-
-def scores_dict(scores: ConsistencyScores) -> dict:
-    return asdict(scores)

@@ -74,14 +74,13 @@ class _Kept:
     """Renders (for FID) and planes (for consistency / epipolar) collected while the methods are scored."""
 
     pred: dict[str, list[torch.Tensor]] = field(default_factory=dict)
-    truth: list[torch.Tensor] = field(default_factory=list)
+    truth: dict[str, torch.Tensor] = field(default_factory=dict)  # per avatar (the same for every method)
     planes: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
     wanted: set[str] = field(default_factory=set)
 
     def __call__(self, r: Rendered) -> None:
         self.pred.setdefault(r.method, []).append(r.pred.clamp(0, 1))
-        if len(self.pred[r.method]) > len(self.truth):
-            self.truth.append(r.truth)
+        self.truth.setdefault(r.avatar, r.truth)
         if r.method in self.wanted:
             self.planes[(r.method, r.avatar)] = r.planes.detach()
 
@@ -135,7 +134,7 @@ def _fid(kept: _Kept, progress: Progress, timings: dict) -> dict:
     from engine.metrics.fid import fid_from_features, inception_features
 
     t = time.perf_counter()
-    truth = torch.cat(kept.truth)
+    truth = torch.cat(list(kept.truth.values()))
     progress.stage("FID (Inception features)", len(kept.pred) + 1)
     reference = inception_features(truth)
     progress.step("ground truth")
