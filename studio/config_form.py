@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from training.runs.configs import apply_overrides, nest_dotted
+
 HIDDEN_FIELDS = ("device",)  # chosen with the dialog's own device box
 
 
@@ -183,29 +185,10 @@ def _same(a: Any, b: Any) -> bool:
                                              and not isinstance(b, bool))
 
 
-def nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """{"decoder.hidden": 16} → {"decoder": {"hidden": 16}}."""
-    nested: dict[str, Any] = {}
-    for path, value in flat.items():
-        node = nested
-        *parents, leaf = path.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return nested
-
-
 def check_config(config: Any, changes: dict[str, Any]) -> str | None:
     """Build the config the command will build (preset + overrides) and return its validation error, if any."""
-    def merge(base: dict, more: dict) -> dict:
-        out = dict(base)
-        for key, value in more.items():
-            out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
-                else value
-        return out
-
     try:
-        type(config).from_dict(merge(config.to_dict(), nest(changes)))
+        apply_overrides(config, nest_dotted(changes))
     except (ValueError, TypeError) as exc:  # ConfigError is a ValueError
         return str(exc)
     return None

@@ -68,3 +68,30 @@ def _show(value: Any) -> str:
         return "absent"
     text = json.dumps(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def nest_dotted(flat: dict[str, Any]) -> dict[str, Any]:
+    """{"decoder.hidden": 16} → {"decoder": {"hidden": 16}} (dotted paths name fields of nested configs)."""
+    nested: dict[str, Any] = {}
+    for path, value in flat.items():
+        node = nested
+        *parents, leaf = path.strip().split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def apply_overrides(config: Any, overrides: dict[str, Any]) -> Any:
+    """`config` (a ConfigMixin) with nested `overrides` merged in, built (so validated) by its class."""
+    return type(config).from_dict(_merge(config.to_dict(), overrides))
+
+
+def _merge(base: dict, changes: dict) -> dict:
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
