@@ -20,7 +20,7 @@ import torch
 from engine.avatar import Avatar, orbit_camera
 from engine.cameras import DEFAULT_FOV_DEGREES, DEFAULT_ORBIT, orbit_views
 from engine.decoder import TriplaneDecoder
-from engine.render import RenderConfig, camera_rays, render_rays
+from engine.render import RenderConfig, camera_rays, density_occupancy, render_rays
 from training.fit.config import FitConfig
 from training.fit.data import AvatarViews
 from training.fit.evaluate import evaluate
@@ -104,8 +104,10 @@ def refit_scores(renders: AvatarViews, decoder: TriplaneDecoder, config: FitConf
     test = holdout_indices(count, holdout)
     train = [i for i in range(count) if i not in test]
     fitted = refit(subset(renders, train), decoder, config)
-    held_out = evaluate(fitted, decoder, subset(renders, test), config.render)
-    seen = evaluate(fitted, decoder, subset(renders, train[:: max(len(train) // 4, 1)]), config.render)
+    occupancy = density_occupancy(fitted, decoder)  # one grid for both view sets
+    held_out = evaluate(fitted, decoder, subset(renders, test), config.render, occupancy=occupancy)
+    seen = evaluate(fitted, decoder, subset(renders, train[:: max(len(train) // 4, 1)]), config.render,
+                    occupancy=occupancy)
     return ConsistencyScores(held_out["psnr"], held_out["ssim"], seen["psnr"], len(train), len(test),
                              time.perf_counter() - start)
 

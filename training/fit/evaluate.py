@@ -21,13 +21,15 @@ def render_views(planes: torch.Tensor, decoder: TriplaneDecoder, views: AvatarVi
 
 @torch.no_grad()
 def evaluate(planes: torch.Tensor, decoder: TriplaneDecoder, views: AvatarViews, config: RenderConfig,
-             perceptual=None) -> dict[str, float]:
+             perceptual=None, occupancy: OccupancyGrid | None = None) -> dict[str, float]:
     """Mean PSNR / SSIM (and perceptual distance if a PerceptualDistance is given) over the views.
 
     The triplane is rendered as any consumer would see it: with an occupancy grid from its own density, never
-    with the visual hull of the training views (that would hide fog the triplane really contains).
+    with the visual hull of the training views (that would hide fog the triplane really contains). `occupancy`:
+    that grid when the caller already has it (scoring one triplane on several view sets).
     """
-    pred = render_views(planes, decoder, views, config, density_occupancy(planes, decoder))
+    occupancy = occupancy if occupancy is not None else density_occupancy(planes, decoder)
+    pred = render_views(planes, decoder, views, config, occupancy)
     target = views.on_white().permute(0, 3, 1, 2)
     scores = {"psnr": float(psnr(pred, target).mean()), "ssim": float(ssim(pred, target).mean())}
     if perceptual is not None:
