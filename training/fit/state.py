@@ -9,7 +9,9 @@ from safetensors.torch import load_file, save_file
 
 from engine.io import atomic_write
 from engine.render import OccupancyGrid
+from engine.weights import load_state_into
 from training.fit.losses import IWCState
+from training.runs.checkpoints import step_checkpoint_name
 
 
 class AvatarStateStore:
@@ -67,3 +69,30 @@ def load_optimizer_tensors(optimizer: torch.optim.Optimizer, tensors: dict[str, 
             if "step" in state:
                 state["step"] = state["step"].cpu().float()  # Adam keeps its step count on the CPU
             optimizer.state[param] = state
+
+
+def save_run_checkpoint(run, step: int, modules: dict[str, torch.nn.Module], optimizer) -> str:
+    """Checkpoint `modules` ("<key>.<param>" tensors), the optimizer ("optim.*") and the step into `run`; returns
+    the checkpoint's name (the trainers of the VAE and the text model share this layout)."""
+    tensors = {f"{key}.{k}": v for key, module in modules.items() for k, v in module.state_dict().items()}
+    tensors.update(optimizer_tensors(optimizer, prefix="optim"))
+    name = step_checkpoint_name(step)
+    run.save_checkpoint(name, tensors, {"step": step})
+    return name
+
+
+def restore_run_checkpoint(run, modules: dict[str, torch.nn.Module], optimizer, device) -> int | None:
+    """Load the run's latest checkpoint (save_run_checkpoint's layout) into `modules` and `optimizer`; returns its
+    step, or None when the run has no checkpoint."""
+    name = run.latest_checkpoint()
+    if name is None:
+        return None
+    tensors, meta = run.load_checkpoint(name, str(device))
+    for key, module in modules.items():
+        prefix = f"{key}."
+        load_state_into(module, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
+                        run.checkpoints_dir / name)
+    load_optimizer_tensors(optimizer, tensors, prefix="optim")
+    step = int(meta["step"])
+    run.log(f"resumed from checkpoint {name} (step {step})")
+    return step

@@ -20,8 +20,8 @@ from PIL import Image
 from engine.diffusion.model import ema_update
 from engine.io import atomic_write, atomic_write_json
 from engine.weights import load_state_into
-from training.fit.state import load_optimizer_tensors, optimizer_tensors
-from training.runs import LossGuard, Run, step_checkpoint_name
+from training.fit.state import restore_run_checkpoint, save_run_checkpoint
+from training.runs import LossGuard, Run
 from training.text.config import (ENCODER_NAME, TextTrainConfig, build_scheduler, build_unet, loss_weights,
                                   lr_factor)
 
@@ -89,25 +89,14 @@ class TextTrainer:
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def save(self) -> None:
-        tensors = {f"unet.{k}": v for k, v in self.unet.state_dict().items()}
-        tensors.update({f"ema.{k}": v for k, v in self.ema.state_dict().items()})
-        tensors.update(optimizer_tensors(self.optimizer, prefix="optim"))
-        name = step_checkpoint_name(self.step)
-        self.run.save_checkpoint(name, tensors, {"step": self.step})
+        name = save_run_checkpoint(self.run, self.step, {"unet": self.unet, "ema": self.ema}, self.optimizer)
         self.write_samples(self.run.samples_dir / f"{name}.png")
 
     def restore(self) -> None:
         """Continue from the run's latest checkpoint, if any."""
-        name = self.run.latest_checkpoint()
-        if name is None:
-            return
-        tensors, meta = self.run.load_checkpoint(name, str(self.device))
-        for prefix, module in (("unet.", self.unet), ("ema.", self.ema)):
-            load_state_into(module, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
-                            self.run.checkpoints_dir / name)
-        load_optimizer_tensors(self.optimizer, tensors, prefix="optim")
-        self.step = int(meta["step"])
-        self.run.log(f"resumed from checkpoint {name} (step {self.step})")
+        step = restore_run_checkpoint(self.run, {"unet": self.unet, "ema": self.ema}, self.optimizer, self.device)
+        if step is not None:
+            self.step = step
 
     def write_samples(self, path: Path) -> None:
         """EMA samples (DDIM 10, guidance 4) of the first `sample_captions` training captions, one row."""

@@ -22,10 +22,9 @@ from engine.errors import UserError
 from engine.io import atomic_write
 from engine.metrics import PerceptualDistance, psnr
 from engine.portrait import load_portrait
-from engine.weights import load_state_into
 from training.data.format import PORTRAIT_FILE, avatar_dirs
-from training.fit.state import load_optimizer_tensors, optimizer_tensors
-from training.runs import LossGuard, Run, step_checkpoint_name
+from training.fit.state import restore_run_checkpoint, save_run_checkpoint
+from training.runs import LossGuard, Run
 from training.vae.config import VAEConfig
 
 KIND = "vae"
@@ -149,24 +148,15 @@ class VAETrainer:
 
     def save(self) -> None:
         """Checkpoint (model.* weights, optim.* Adam state, step in meta) and a sample grid."""
-        tensors = {f"model.{k}": v for k, v in self.vae.state_dict().items()}
-        tensors.update(optimizer_tensors(self.optimizer, prefix="optim"))
-        name = step_checkpoint_name(self.step)
-        self.run.save_checkpoint(name, tensors, {"step": self.step})
+        name = save_run_checkpoint(self.run, self.step, {"model": self.vae}, self.optimizer)
         images = load_batch(self.sample_paths, self.config.image_size).to(self.device)
         write_sample_grid(self.run.samples_dir / f"{name}.png", images, reconstruct(self.vae, images))
 
     def restore(self) -> None:
         """Continue from the run's latest checkpoint, if any."""
-        name = self.run.latest_checkpoint()
-        if name is None:
-            return
-        tensors, meta = self.run.load_checkpoint(name, str(self.device))
-        model = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-        load_state_into(self.vae, model, self.run.checkpoints_dir / name)
-        load_optimizer_tensors(self.optimizer, tensors, prefix="optim")
-        self.step = int(meta["step"])
-        self.run.log(f"resumed from checkpoint {name} (step {self.step})")
+        step = restore_run_checkpoint(self.run, {"model": self.vae}, self.optimizer, self.device)
+        if step is not None:
+            self.step = step
 
     def train_step(self) -> dict[str, float]:
         indices, flips = batch_plan(len(self.paths), self.config.batch_size, self.step, self.config.seed)
