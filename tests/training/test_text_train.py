@@ -81,6 +81,22 @@ def _unet_state(folder):
     return UNet2DConditionModel.from_pretrained(str(folder / "unet"), torch_dtype=torch.float32).state_dict()
 
 
+def stop_after_step(step: int, monkeypatch):
+    """Make TextTrainer request a stop once it reaches `step`; returns the real train_step (to put back)."""
+    from training.text import train as train_module
+
+    original = train_module.TextTrainer.train_step
+
+    def stopping(self):
+        loss = original(self)
+        if self.step == step:
+            self.run.request_stop("test stop")
+        return loss
+
+    monkeypatch.setattr(train_module.TextTrainer, "train_step", stopping)
+    return original
+
+
 def test_stopped_run_resumes_to_the_same_weights(tmp_path, tiny_set, captions, monkeypatch):
     """A run stopped after step 2 and resumed ends bit-identical to an uninterrupted run (per-step seeded draws)."""
     config = tiny_config(steps=4, save_fp16=False)
@@ -88,15 +104,7 @@ def test_stopped_run_resumes_to_the_same_weights(tmp_path, tiny_set, captions, m
 
     from training.text import train as train_module
 
-    original = train_module.TextTrainer.train_step
-
-    def stop_after_two(self):
-        loss = original(self)
-        if self.step == 2:
-            self.run.request_stop("test stop")
-        return loss
-
-    monkeypatch.setattr(train_module.TextTrainer, "train_step", stop_after_two)
+    original = stop_after_step(2, monkeypatch)
     assert train_text([], tmp_path / "split", config, log=lambda *_: None, data=tiny_set,
                       captions_cache=captions) is None
     assert json.loads((tmp_path / "split" / "status.json").read_text())["state"] == "stopped"
@@ -136,15 +144,7 @@ def test_resume_with_a_checkpoint_does_not_load_init_from(tmp_path, tiny_set, ca
     real_initial_weights = train_module.initial_weights
     monkeypatch.setattr(train_module, "initial_weights", lambda unet, folder: (loads.append(folder),
                                                                                real_initial_weights(unet, folder)))
-    original = train_module.TextTrainer.train_step
-
-    def stop_after_two(self):
-        loss = original(self)
-        if self.step == 2:
-            self.run.request_stop("test stop")
-        return loss
-
-    monkeypatch.setattr(train_module.TextTrainer, "train_step", stop_after_two)
+    original = stop_after_step(2, monkeypatch)
     assert train_text([], tmp_path / "run", config, log=lambda *_: None, data=tiny_set,
                       captions_cache=captions) is None
     assert loads == [str(tmp_path / "base")]  # a fresh run starts from init_from
