@@ -9,6 +9,7 @@ from pathlib import Path
 
 from engine.errors import UserError
 from training.cli.common import int_arg
+from training.eval import ConsistencySettings, EvalSettings  # their defaults are the flags' defaults
 
 METHODS = ("cascade", "base_only", "unconditional", "retrieval")
 
@@ -28,27 +29,35 @@ def register(subparsers) -> None:
     which.add_argument("--heldout", type=int_arg, metavar="K",
                        help="evaluate the first K avatars of --data that the model was not trained on")
     p.add_argument("--out", type=Path, default=Path("eval"), help="output folder")
-    p.add_argument("--views", type=int_arg, default=4, help="ground-truth test views per avatar")
-    p.add_argument("--size", type=int_arg, default=128, help="render size of the scored views (pixels)")
-    p.add_argument("--steps", type=int_arg, default=10, help="DDIM sampling steps per stage")
-    p.add_argument("--guidance", type=float, default=1.3, help="classifier-free guidance scale")
-    p.add_argument("--seed", type=int_arg, default=0, help="sampling seed (unconditional: seed + avatar index)")
+    p.add_argument("--views", type=int_arg, default=EvalSettings.views, help="ground-truth test views per avatar")
+    p.add_argument("--size", type=int_arg, default=EvalSettings.size, help="render size of the scored views (pixels)")
+    p.add_argument("--steps", type=int_arg, default=EvalSettings.steps, help="DDIM sampling steps per stage")
+    p.add_argument("--guidance", type=float, default=EvalSettings.guidance, help="classifier-free guidance scale")
+    p.add_argument("--seed", type=int_arg, default=EvalSettings.seed,
+                   help="sampling seed (unconditional: seed + avatar index)")
     p.add_argument("--skip-fid", action="store_true", help="no FID (saves the Inception passes)")
     p.add_argument("--skip-consistency", action="store_true", help="no 3D-consistency refits (the slow part)")
     c = p.add_argument_group("3D consistency (Table 3) and epipolar images (Fig. 9)")
     c.add_argument("--consistency-methods", nargs="+", choices=METHODS, metavar="METHOD",
                    help=f"methods whose avatars are refitted, of {', '.join(METHODS)} (default: the model: "
                         f"cascade, or base_only without an upsampler)")
-    c.add_argument("--consistency-views", type=int_arg, default=24, help="orbit renders per avatar")
-    c.add_argument("--consistency-holdout", type=int_arg, default=4, help="renders kept out of the refit")
-    c.add_argument("--consistency-size", type=int_arg, default=64, help="render size of the refit views")
-    c.add_argument("--consistency-steps", type=int_arg, default=300, help="refit optimisation steps")
-    c.add_argument("--consistency-rays", type=int_arg, default=2048, help="rays per refit step")
+    c.add_argument("--consistency-views", type=int_arg, default=ConsistencySettings.views,
+                   help="orbit renders per avatar")
+    c.add_argument("--consistency-holdout", type=int_arg, default=ConsistencySettings.holdout,
+                   help="renders kept out of the refit")
+    c.add_argument("--consistency-size", type=int_arg, default=ConsistencySettings.size,
+                   help="render size of the refit views")
+    c.add_argument("--consistency-steps", type=int_arg, default=ConsistencySettings.steps,
+                   help="refit optimisation steps")
+    c.add_argument("--consistency-rays", type=int_arg, default=ConsistencySettings.rays, help="rays per refit step")
     c.add_argument("--gt-triplanes", type=Path,
                    help="fit run with the evaluated avatars' own triplanes (reference rows; default: --triplanes)")
-    c.add_argument("--epipolar-frames", type=int_arg, default=64, help="frames of the yaw sweep (image height)")
-    c.add_argument("--epipolar-sweep", type=float, default=120.0, help="yaw range in degrees, centred on frontal")
-    c.add_argument("--epipolar-row", type=float, default=0.4, help="image row, as a fraction of the height")
+    c.add_argument("--epipolar-frames", type=int_arg, default=EvalSettings.epipolar_frames,
+                   help="frames of the yaw sweep (image height)")
+    c.add_argument("--epipolar-sweep", type=float, default=EvalSettings.epipolar_sweep,
+                   help="yaw range in degrees, centred on frontal")
+    c.add_argument("--epipolar-row", type=float, default=EvalSettings.epipolar_row,
+                   help="image row, as a fraction of the height")
     p.add_argument("--lpips-weights", type=Path, help="real LPIPS (not implemented: refused with a message)")
     p.add_argument("--device", default="cpu", help="torch device")
     p.set_defaults(handler=run)
@@ -78,7 +87,7 @@ def _check(args) -> None:
 
 
 def run(args) -> int:
-    from training.eval import ConsistencySettings, EvalSettings, run_evaluation
+    from training.eval import run_evaluation
 
     _check(args)
     consistency = None if args.skip_consistency else ConsistencySettings(
