@@ -7,3 +7,8 @@ class UserError(Exception):
 
 class Cancelled(Exception):
     """Long work (sampling, rendering) was cancelled by its caller's callback; nothing half-written is left."""
+
+
+class GenerationFailed(UserError):
+    """Sampling produced NaN or infinite values (a diverged model or sampler): no avatar is made, so nothing can
+    be saved or added to a library; the message names the stage and the settings to change."""

@@ -24,7 +24,7 @@ from engine.decoder import TriplaneDecoder, decoder_hash, load_decoder, save_dec
 from engine.diffusion.model import DiffusionStage
 from engine.diffusion.sampling import SAMPLERS, guided, sample
 from engine.encoders import PortraitEncoder, load_encoder
-from engine.errors import UserError
+from engine.errors import GenerationFailed, UserError
 from engine.io import atomic_write_json
 from engine.portrait import load_portrait, portrait_hash
 from engine.weights import INDEX_FILE, read_index, state_hash
@@ -126,7 +126,7 @@ class AvatarPipeline:
         if isinstance(portrait, torch.Tensor):
             image = portrait
         else:
-            image = load_portrait(portrait, self.encoder.image_size)
+            image = load_portrait(portrait, self.encoder.image_size, check_content=True)
         return self.encoder(image[None].to(self.device))
 
     def __call__(self, portrait: Any, guidance: float = DEFAULT_GUIDANCE, steps: int = DEFAULT_STEPS,
@@ -161,18 +161,30 @@ class AvatarPipeline:
         planes = sample_stage(self.base, features, guidance=guidance, steps=steps, sampler=sampler,
                               generator=generator, callback=callback, name="base")
         timings["base_s"] = time.perf_counter() - t0
+        check_finite(planes, "base", sampler, steps)
         if stages == "cascade":
             t0 = time.perf_counter()
             # the upsampler runs conditional without guidance, as the authors sample it
             planes = sample_stage(self.upsample, features, guidance=1.0, steps=upsample_steps, sampler=sampler,
                                   generator=generator, callback=callback, name="upsample", lowres=planes)
             timings["upsample_s"] = time.perf_counter() - t0
+            check_finite(planes, "upsample", sampler, upsample_steps)
         timings["total_s"] = time.perf_counter() - started
         settings = {"guidance": float(guidance), "steps": int(steps), "upsample_steps": int(upsample_steps),
                     "sampler": sampler, "seed": int(seed), "stages": stages}
         metadata = {**record, **settings, "seed": int(seed), "model_hash": self.model_hash(),
                     "model": self.info.get("path"), "timings": {k: round(v, 4) for k, v in timings.items()}}
         return Avatar(planes[0].float(), self.decoder, metadata)
+
+
+def check_finite(planes: torch.Tensor, stage: str, sampler: str, steps: int) -> None:
+    """A triplane with NaN/inf would render as nothing (or garbage) and poison a library: refuse it here, before
+    an `Avatar` exists, so neither the CLI nor the studio can save it."""
+    bad = int((~torch.isfinite(planes)).sum())
+    if bad:
+        raise GenerationFailed(f"the {stage} stage produced {bad} NaN/infinite triplane values ({sampler}, {steps} "
+                               "steps): the model or the sampler diverged and nothing was saved; try another "
+                               "sampler, seed or guidance, or check the model's weights")
 
 
 def sample_stage(stage: DiffusionStage, features: dict[str, torch.Tensor] | None, *, guidance: float, steps: int,
@@ -230,4 +242,4 @@ def _input_hash(portrait: Any) -> str | None:
     return None
 
 
-__all__ = ["AvatarPipeline", "Progress", "sample_stage"]
+__all__ = ["AvatarPipeline", "Progress", "check_finite", "sample_stage"]

@@ -24,15 +24,24 @@ MAX_PIXELS = 100_000_000
 REDUCING_GAP = 2.0
 """Downscales by more than this factor first shrink by an integer factor (fast box reduce), then LANCZOS."""
 
+MIN_VISIBLE_FRACTION = 0.01
+"""An image with fewer visible pixels (alpha ≥ 128) than this share has nothing to make an avatar from."""
+MIN_COLOUR_STD = 2.0
+"""Visible pixels whose every channel varies less than this (in 0–255 steps) are one flat colour."""
+_CONTENT_SAMPLE = 1 << 20  # the content check looks at about this many pixels (a strided view of big images)
+
 PortraitSource = Union[str, Path, Image.Image, np.ndarray]
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 
 
-def load_portrait(source: PortraitSource, size: int) -> torch.Tensor:
+def load_portrait(source: PortraitSource, size: int, check_content: bool = False) -> torch.Tensor:
     """A portrait (file path, PIL image or uint8 array `[H, W, 3|4]` / `[H, W]`) → `[3, size, size]` float32 in
-    `[0, 1]`: composited over white, EXIF-rotated, centre-cropped to a square, LANCZOS-resized."""
-    image, _ = open_portrait(source, size)
+    `[0, 1]`: composited over white, EXIF-rotated, centre-cropped to a square, LANCZOS-resized. `check_content`:
+    refuse an image with nothing to see (`check_visible_content`)."""
+    image, name = open_portrait(source, size)
+    if check_content:
+        check_visible_content(image, name)
     image = _square_resize(over_white(image), size)
     pixels = np.asarray(image, dtype=np.uint8)
     return torch.from_numpy(pixels.copy()).permute(2, 0, 1).float().div_(255.0)
@@ -55,6 +64,30 @@ def over_white(image: Image.Image) -> Image.Image:
         return image
     white = Image.new("RGBA", image.size, (255, 255, 255, 255))
     return Image.alpha_composite(white, image).convert("RGB")
+
+
+def check_visible_content(image: Image.Image, name: str, what: str = "the image", hint: str = "") -> None:
+    """Refuse (one `UserError`) an RGB/RGBA image with nothing to see: fully or almost fully transparent, or one
+    flat colour. An avatar made from it would be made from nothing. `what` names the image in the message,
+    `hint` (appended) says what to change."""
+    pixels = _content_sample(np.asarray(image))
+    colours = pixels[..., :3].reshape(-1, 3)
+    if image.mode == "RGBA":
+        visible = pixels[..., 3].reshape(-1) >= 128
+        if not pixels[..., 3].any():
+            raise UserError(f"{name}: {what} is fully transparent: there is nothing to make an avatar from{hint}")
+        if visible.mean() < MIN_VISIBLE_FRACTION:
+            raise UserError(f"{name}: {what} is almost fully transparent (only {visible.mean():.1%} of it is "
+                            f"visible): there is nothing to make an avatar from{hint}")
+        colours = colours[visible]
+    if colours.astype(np.float32).std(axis=0).max() < MIN_COLOUR_STD:
+        raise UserError(f"{name}: {what} is one flat colour: there is no face or person to make an avatar "
+                        f"from{hint}")
+
+
+def _content_sample(pixels: np.ndarray) -> np.ndarray:
+    stride = max(1, int(np.sqrt(pixels.shape[0] * pixels.shape[1] / _CONTENT_SAMPLE)))
+    return pixels[::stride, ::stride]
 
 
 def portrait_hash(source: PortraitSource) -> str:
@@ -197,5 +230,6 @@ def _square_resize(image: Image.Image, size: int) -> Image.Image:
     return image.resize((size, size), Image.Resampling.LANCZOS, box=box, reducing_gap=REDUCING_GAP)
 
 
-__all__ = ["MAX_PIXELS", "PORTRAIT_SUFFIXES", "PortraitSource", "load_portrait", "open_portrait", "over_white",
+__all__ = ["MAX_PIXELS", "MIN_COLOUR_STD", "MIN_VISIBLE_FRACTION", "PORTRAIT_SUFFIXES", "PortraitSource",
+           "check_visible_content", "load_portrait", "open_portrait", "over_white",
            "portrait_hash"]

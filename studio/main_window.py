@@ -338,6 +338,8 @@ class MainWindow(PortraitActions, LibraryActions, TextActions, QMainWindow):
     def _show_latest_preview(self) -> None:
         progress = self._latest_preview
         if progress is not None and self.pipeline is not None and "generate" in self.tasks:
+            if not bool(progress.preview.isfinite().all()):  # a diverging sample: the pipeline's check reports it
+                return
             self.viewer.show_planes(progress.preview, self.pipeline.decoder, preview=True)
             self._preview_shown_at = time.perf_counter()
 

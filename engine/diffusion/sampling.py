@@ -6,12 +6,15 @@ t = T−1 (pure noise even for few steps) and the last lands on the clean sample
 """
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Callable, Literal
 
 import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
+from diffusers.utils.torch_utils import randn_tensor
 
 from engine.diffusion.gaussian import GaussianDiffusion, PredictionType, check_prediction_type
 from engine.errors import Cancelled, UserError
@@ -35,6 +38,49 @@ class _ClippedDPMSolver(DPMSolverMultistepScheduler):
         return x0 if self.clip_range is None else x0.clamp(-self.clip_range, self.clip_range)
 
 
+class _Float64DDIM(DDIMScheduler):
+    """DDIM (Song et al. 2021, Eq. 12) with its per-step coefficients in float64 and both square roots clamped at 0.
+
+    At η = 1 the direction term's weight 1 − ᾱ_prev − σ² is, in exact arithmetic, (1−ᾱ_prev)²·ᾱ_t / (ᾱ_prev(1−ᾱ_t)):
+    ~1e-9 on the first step of a schedule whose ᾱ_T is tiny. diffusers computes it in float32 from terms of order
+    one, and on some CPUs it rounds below zero, so its square root made the whole sample NaN.
+    """
+
+    def step(self, model_output, timestep, sample, eta: float = 0.0, generator=None, **_unused):
+        t = int(timestep)
+        prev = t - self.config.num_train_timesteps // self.num_inference_steps
+        alpha_bar = self._alpha_bar64()
+        a_t = float(alpha_bar[t])
+        a_prev = float(alpha_bar[prev]) if prev >= 0 else 1.0  # set_alpha_to_one
+        x0, eps = self._x0_and_eps(model_output, sample, a_t)
+        variance = max((1.0 - a_prev) / (1.0 - a_t) * (1.0 - a_t / a_prev), 0.0)
+        sigma = eta * math.sqrt(variance)
+        direction = math.sqrt(max(1.0 - a_prev - sigma * sigma, 0.0))
+        prev_sample = math.sqrt(a_prev) * x0 + direction * eps
+        if eta > 0:
+            noise = randn_tensor(model_output.shape, generator=generator, device=model_output.device,
+                                 dtype=model_output.dtype)
+            prev_sample = prev_sample + sigma * noise
+        return DDIMSchedulerOutput(prev_sample=prev_sample, pred_original_sample=x0)
+
+    def _alpha_bar64(self) -> torch.Tensor:
+        if getattr(self, "_alpha_bar_cache", None) is None:
+            self._alpha_bar_cache = torch.cumprod(1.0 - self.betas.to(torch.float64), 0)
+        return self._alpha_bar_cache
+
+    def _x0_and_eps(self, output: torch.Tensor, x: torch.Tensor, a_t: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x0, ε) from the model output; x0 clipped when the scheduler clips (ε kept, as diffusers does)."""
+        if self.config.prediction_type == "epsilon":
+            eps = output
+            x0 = (x - math.sqrt(1.0 - a_t) * eps) / math.sqrt(a_t)
+        else:
+            x0 = output
+            eps = (x - math.sqrt(a_t) * x0) / math.sqrt(1.0 - a_t)
+        if self.config.clip_sample:
+            x0 = x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
+        return x0, eps
+
+
 def make_scheduler(sampler: Sampler, betas: torch.Tensor, prediction_type: PredictionType = "epsilon",
                    learned_variance: bool = False, clip_range: float | None = None):
     """A diffusers scheduler over the T = len(betas) training steps, trailing timestep spacing.
@@ -55,7 +101,7 @@ def make_scheduler(sampler: Sampler, betas: torch.Tensor, prediction_type: Predi
         variance = "learned_range" if learned_variance else "fixed_small"
         return DDPMScheduler(**common, **clip, variance_type=variance)
     if sampler == "ddim":
-        return DDIMScheduler(**common, **clip, set_alpha_to_one=True)
+        return _Float64DDIM(**common, **clip, set_alpha_to_one=True)
     scheduler = _ClippedDPMSolver(**common, algorithm_type="dpmsolver++", solver_order=2)
     scheduler.clip_range = clip_range
     return scheduler
@@ -98,8 +144,8 @@ def _check_request(sampler: str, steps: int, num_train_timesteps: int, eta: floa
         raise UserError(f"unknown sampler {sampler!r}; choose one of {list(SAMPLERS)}")
     if not isinstance(steps, int) or not 1 <= steps <= num_train_timesteps:
         raise UserError(f"steps must be a whole number between 1 and {num_train_timesteps} (got {steps!r})")
-    if eta < 0:
-        raise UserError(f"eta must be ≥ 0 (got {eta})")
+    if not 0.0 <= eta <= 1.0:  # above 1, DDIM's σ exceeds the noise the step has room for
+        raise UserError(f"eta must be between 0 and 1 (got {eta})")
 
 
 def _initial_noise(shape, generator, device, dtype, initial_noise) -> torch.Tensor:

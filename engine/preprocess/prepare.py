@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from engine.errors import UserError
-from engine.portrait import PortraitSource, open_portrait, over_white
+from engine.portrait import PortraitSource, check_visible_content, open_portrait, over_white
 from engine.preprocess.face import FACE_CASCADES, FaceBox, Roll, detect_faces, estimate_roll
 from engine.preprocess.framing import CropBox, centre_square, crop_for_face, cut_square
 from engine.preprocess.matte import grabcut_alpha
@@ -69,6 +69,7 @@ def prepare_portrait(source: PortraitSource, *, detect: bool = True, align: bool
     it as the matte."""
     clock = _Clock()
     image, name = open_portrait(source)  # full resolution: crops and faces are in the source's pixels
+    check_visible_content(image, name)  # before detection: "no face found" would point at ways out that fail
     clock.lap("open_s")
     if crop is not None:
         found = _Found(crop, "manual")
@@ -86,6 +87,7 @@ def prepare_portrait(source: PortraitSource, *, detect: bool = True, align: bool
         alpha = grabcut_alpha(pixels, framed=found.face is not None)
         pixels[..., 3] = np.rint(alpha * 255.0).astype(np.uint8)
         clock.lap("matte_s")
+    check_visible_content(Image.fromarray(pixels, "RGBA"), name, *_what_was_cut(found.crop_from, method))
     return PreparedPortrait(Image.fromarray(pixels, "RGBA"), image.size, found.face, found.crop, found.faces,
                             found.crop_from, found.roll, method, clock.timings())
 
@@ -113,6 +115,17 @@ def _frame_face(image: Image.Image, name: str, align: bool, clock: _Clock) -> _F
     # eyes not found: the detector's own angle (non-zero only when just a turned copy showed the face)
     angle = roll.angle_degrees if roll else (face.angle_degrees if align else 0.0)
     return _Found(crop_for_face(face.centre, face.size, angle), "face", face, len(faces), roll)
+
+
+def _what_was_cut(crop_from: str, matte: str) -> tuple[str, str]:
+    """(how the message names the prepared square, what to change), so the user knows which step to undo."""
+    if crop_from == "as_is":
+        return "the portrait", ""
+    hint = "; set another crop (studio: Crop…; CLI: --crop X,Y,SIZE)"
+    if matte == "grabcut":
+        return ("the portrait after the crop and background removal",
+                hint + " or turn background removal off (CLI: --preprocess off)")
+    return "the portrait after the crop", hint
 
 
 def already_prepared(image: Image.Image) -> bool:

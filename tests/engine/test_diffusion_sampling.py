@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from diffusers import DDIMScheduler
 
 from engine.diffusion.gaussian import GaussianDiffusion
 from engine.diffusion.sampling import SAMPLERS, guided, make_scheduler, sample, sampling_timesteps
-from engine.diffusion.schedules import ScheduleConfig, betas
+from engine.diffusion.schedules import SCHEDULE_NAMES, ScheduleConfig, betas
 from engine.errors import Cancelled, UserError
 
 T = 100
@@ -153,6 +154,8 @@ def test_guidance_scale_one_is_the_conditional_output():
     ({"steps": 0}, "between 1 and 100"),
     ({"steps": T + 1}, "between 1 and 100"),
     ({"clip_range": 0.0}, "clip_range"),
+    ({"eta": -0.1}, "eta must be between 0 and 1"),
+    ({"eta": 1.5}, "eta must be between 0 and 1"),
 ])
 def test_bad_requests_are_user_errors(kwargs, message):
     with pytest.raises(UserError, match=message):
@@ -172,3 +175,64 @@ def test_plot_schedules_writes_a_png(tmp_path, capsys):
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert str(out) in capsys.readouterr().out
     assert main(["plot", "schedules", "--out", str(tmp_path / "x.png"), "--timesteps", "1"]) == 2
+
+
+# ------------------------------------------------------------------------------- numerical safety at the ends
+def zero_terminal_snr_betas(alpha_bar_before_last: float, steps: int = 4) -> torch.Tensor:
+    """Betas whose ᾱ falls evenly to `alpha_bar_before_last` and then to exactly 0 (β_T = 1). With η = 1 the first
+    DDIM step's 1 − ᾱ_prev − σ² is then exactly 0, computed as (1 − ᾱ_prev) − (√(1 − ᾱ_prev))²: in float32 that
+    is below zero for a good share of ᾱ_prev values on any IEEE CPU (correctly rounded sqrt and square)."""
+    alpha_bar = torch.linspace(1.0, alpha_bar_before_last, steps, dtype=torch.float64)[1:]
+    alpha_bar = torch.cat([alpha_bar, torch.zeros(1, dtype=torch.float64)])
+    previous = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
+    return 1.0 - alpha_bar / previous
+
+
+def test_ddim_at_eta_one_is_finite_exactly_on_the_rounding_edge():
+    x0 = X0[:1]
+    for alpha_bar in torch.linspace(0.05, 0.95, 60).tolist():
+        out = sample(lambda x, t: x0, x0.shape, zero_terminal_snr_betas(alpha_bar), sampler="ddim", steps=4,
+                     eta=1.0, prediction_type="sample", generator=torch.Generator().manual_seed(0))
+        assert torch.isfinite(out).all(), f"NaN/inf with ᾱ_prev = {alpha_bar}"
+        torch.testing.assert_close(out, x0, rtol=0, atol=1e-5)  # an oracle's last step lands on x0
+
+
+def _noise_predictor(prediction_type: str):
+    x0 = X0.clone()
+    return (lambda x, t: 0.5 * x) if prediction_type == "epsilon" else (lambda x, t: x0)
+
+
+@pytest.mark.parametrize("timesteps", [50, 1000])
+@pytest.mark.parametrize("schedule", SCHEDULE_NAMES)
+def test_every_sampler_is_finite_across_schedules_steps_and_eta(schedule, timesteps):
+    schedule_betas = betas(ScheduleConfig(name=schedule, timesteps=timesteps))
+    step_counts = (1, 2, 3, 5, 7, 10, 33, timesteps if timesteps <= 100 else 100)
+    failures = []
+    for sampler in SAMPLERS:
+        for eta in ((0.0, 0.5, 1.0) if sampler == "ddim" else (0.0,)):
+            for steps in step_counts:
+                for prediction_type in ("epsilon", "sample"):
+                    out = sample(_noise_predictor(prediction_type), SHAPE, schedule_betas, sampler=sampler,
+                                 steps=steps, eta=eta, prediction_type=prediction_type,
+                                 generator=torch.Generator().manual_seed(steps))
+                    if not torch.isfinite(out).all():
+                        failures.append((sampler, eta, steps, prediction_type))
+    assert failures == []
+
+
+@pytest.mark.parametrize("eta", [0.0, 0.5])
+def test_float64_ddim_matches_diffusers_where_float32_is_exact_enough(eta):
+    def with_scheduler(scheduler):
+        scheduler.set_timesteps(10)
+        scheduler.timesteps = sampling_timesteps(T, 10)
+        generator, x = torch.Generator().manual_seed(3), torch.randn(SHAPE, generator=torch.Generator().manual_seed(4))
+        for timestep in scheduler.timesteps:
+            t = torch.full((SHAPE[0],), int(timestep), dtype=torch.long)
+            x = scheduler.step(oracle("epsilon")(x, t), timestep, x, eta=eta, generator=generator).prev_sample
+        return x
+
+    ours = with_scheduler(make_scheduler("ddim", BETAS))
+    theirs = with_scheduler(DDIMScheduler(num_train_timesteps=T, trained_betas=BETAS.float().tolist(),
+                                          timestep_spacing="trailing", set_alpha_to_one=True, clip_sample=False))
+    assert type(make_scheduler("ddim", BETAS)) is not DDIMScheduler
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-4)

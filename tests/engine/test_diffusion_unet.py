@@ -4,6 +4,8 @@ Tiny configs on CPU; most tests run base_tiny at a reduced R = 16 to stay fast.
 """
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from safetensors.torch import load as load_safetensors
@@ -164,11 +166,12 @@ def test_dropped_sample_equals_unconditional_and_kept_sample_differs(base):
 
 def test_samples_in_a_batch_are_independent(base):
     cfg = base.config
-    x, t, p = triplane(cfg, 2), torch.tensor([1, 900]), portrait(cfg, 2)
+    x, t, p = triplane(cfg, 2).double(), torch.tensor([1, 900]), {k: v.double() for k, v in portrait(cfg, 2).items()}
+    net = copy.deepcopy(base).double()  # float64: batch-size-dependent kernel blocking stays far below the bound
     with torch.no_grad():
-        both = base(x, t, p)
-        singles = [base(x[i:i + 1], t[i:i + 1], {k: v[i:i + 1] for k, v in p.items()}) for i in range(2)]
-    torch.testing.assert_close(both, torch.cat(singles), rtol=0, atol=1e-5)
+        both = net(x, t, p)
+        singles = [net(x[i:i + 1], t[i:i + 1], {k: v[i:i + 1] for k, v in p.items()}) for i in range(2)]
+    torch.testing.assert_close(both, torch.cat(singles), rtol=0, atol=1e-10)  # a leak between samples is ~1
 
 
 @pytest.mark.parametrize("mode", ["encoder_decoder", "middle", "none"])

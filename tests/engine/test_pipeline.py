@@ -2,17 +2,19 @@
 the avatar record and clear errors."""
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
 import pytest
 import torch
+from image_helpers import save_fully_transparent_palette_png
 from tiny_models import C, tiny_stage
 
 from engine.decoder import DecoderConfig, TriplaneDecoder
 from engine.encoders import build_encoder
 from engine.encoders.mobilenet import MobileNetEncoderConfig
-from engine.errors import Cancelled, UserError
+from engine.errors import Cancelled, GenerationFailed, UserError
 from engine.pipeline import AvatarPipeline
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def test_same_seed_same_avatar_other_seed_other(pipe, portrait):
 
 
 def test_portrait_changes_the_avatar_and_guidance_matters(pipe, portrait):
-    other = np.full_like(portrait, 200)
+    other = 255 - portrait
     a = pipe(portrait, steps=3, seed=1, stages="base")
     b = pipe(other, steps=3, seed=1, stages="base")
     assert not torch.equal(a.planes, b.planes)
@@ -112,3 +114,30 @@ def test_mismatched_components_are_refused(pipe):
     base_only = AvatarPipeline(pipe.decoder, pipe.encoder, pipe.base)
     with pytest.raises(UserError, match="no upsample stage"):
         base_only.unconditional(steps=2)
+
+
+def poisoned(stage):
+    """A copy of a stage whose output is NaN everywhere (one NaN weight in its last layer)."""
+    stage = copy.deepcopy(stage)
+    with torch.no_grad():
+        list(stage.unet.parameters())[-1].fill_(float("nan"))
+    return stage
+
+
+@pytest.mark.parametrize("broken", ["base", "upsample"])
+def test_a_non_finite_triplane_is_an_error_not_an_avatar(pipe, portrait, broken):
+    stages = {"base": pipe.base, "upsample": pipe.upsample, broken: poisoned(getattr(pipe, broken))}
+    bad = AvatarPipeline(pipe.decoder, pipe.encoder, stages["base"], stages["upsample"])
+    with pytest.raises(GenerationFailed, match=f"the {broken} stage produced .* NaN/infinite") as info:
+        bad(portrait, steps=2, sampler="ddim")
+    assert isinstance(info.value, UserError) and "nothing was saved" in str(info.value)
+    with pytest.raises(GenerationFailed):
+        bad.unconditional(steps=2)
+
+
+def test_a_portrait_with_nothing_to_see_is_refused(pipe, tmp_path):
+    path = save_fully_transparent_palette_png(tmp_path / "empty.png")
+    with pytest.raises(UserError, match="empty.png: the image is fully transparent"):
+        pipe(path, steps=1, stages="base")
+    with pytest.raises(UserError, match="one flat colour"):
+        pipe(np.full((40, 40, 3), 128, np.uint8), steps=1, stages="base")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from image_helpers import faceless_photo, mostly_transparent_rgba, save_fully_transparent_palette_png, textured
 from PIL import Image
 
 from engine.errors import UserError
@@ -102,11 +103,10 @@ def test_a_large_photo_is_detected_on_a_downscaled_copy():
 
 
 # ------------------------------------------------------------------------------------------ no face, crops
-@pytest.mark.parametrize("kind", ["flat", "noise"])
+@pytest.mark.parametrize("kind", ["noise", "gradient"])
 def test_no_face_raises_a_message_saying_what_to_do(tmp_path, kind):
-    rng = np.random.default_rng(0)
-    pixels = np.full((240, 320, 3), (180, 140, 120), np.uint8) if kind == "flat" else \
-        rng.integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    ramp = np.linspace(0, 255, 320).astype(np.uint8)
+    pixels = textured(240, 320) if kind == "noise" else np.repeat(np.tile(ramp, (240, 1))[..., None], 3, 2)
     path = tmp_path / f"{kind}.png"
     Image.fromarray(pixels).save(path)
     with pytest.raises(NoFaceFound) as info:
@@ -115,6 +115,59 @@ def test_no_face_raises_a_message_saying_what_to_do(tmp_path, kind):
     assert isinstance(info.value, UserError)
     assert str(path) in message and "no face found" in message
     assert "--crop X,Y,SIZE" in message and "--preprocess off" in message and "Crop…" in message
+
+
+# --------------------------------------------------------------------------------------- nothing to see
+@pytest.mark.parametrize("detect", [True, False])
+def test_a_fully_transparent_image_is_refused(tmp_path, detect):
+    path = save_fully_transparent_palette_png(tmp_path / "empty.png")
+    with pytest.raises(UserError, match="empty.png: the image is fully transparent"):
+        prepare_portrait(path, detect=detect)
+    square = save_fully_transparent_palette_png(tmp_path / "square.png", (64, 64))  # would pass as "as_is"
+    with pytest.raises(UserError, match="fully transparent"):
+        prepare_portrait(square)
+
+
+def test_an_almost_fully_transparent_image_is_refused():
+    with pytest.raises(UserError, match=r"almost fully transparent \(only 0\.2% of it is visible\)"):
+        prepare_portrait(mostly_transparent_rgba(200, 10), detect=False)
+    kept = prepare_portrait(mostly_transparent_rgba(200, 40), detect=False, matte=False)  # 4 %: enough to see
+    assert (np.asarray(kept.image)[..., 3] == 255).mean() > 0.03
+
+
+@pytest.mark.parametrize("options", [{}, {"detect": False, "matte": False}, {"crop": CropBox(10, 10, 100)}])
+def test_one_flat_colour_is_refused_before_detection(options):
+    flat = np.full((160, 200, 3), (180, 140, 120), np.uint8)
+    with pytest.raises(UserError, match="is one flat colour") as info:
+        prepare_portrait(flat, **options)
+    assert not isinstance(info.value, NoFaceFound)  # its ways out ("--preprocess off") would not help
+    near_flat = flat.copy()
+    near_flat[::2] += 3  # a 1.5-step standard deviation: still nothing to see
+    with pytest.raises(UserError, match="one flat colour"):
+        prepare_portrait(near_flat, detect=False)
+
+
+def test_a_matte_that_leaves_nothing_is_refused_with_the_way_out():
+    with pytest.raises(UserError) as info:
+        prepare_portrait(textured(120, 120), detect=False)  # GrabCut with no subject clears everything
+    message = str(info.value)
+    assert "after the crop and background removal is" in message and "transparent" in message
+    assert "--preprocess off" in message and "--crop X,Y,SIZE" in message
+    assert prepare_portrait(textured(120, 120), detect=False, matte=False).matte == "none"  # the way out works
+
+
+def test_a_faceless_photo_needs_a_crop_and_then_works():
+    with pytest.raises(NoFaceFound):
+        prepare_portrait(faceless_photo())
+    result = prepare_portrait(faceless_photo(), crop=CropBox(50, 50, 200))
+    assert result.matte == "grabcut" and 0.2 < alpha(result).mean() < 0.7
+
+
+def test_load_portrait_checks_content_only_when_asked(tmp_path):
+    path = save_fully_transparent_palette_png(tmp_path / "empty.png")
+    assert float(load_portrait(path, 16).min()) == 1.0  # training data path: composited over white, as before
+    with pytest.raises(UserError, match="fully transparent"):
+        load_portrait(path, 16, check_content=True)
 
 
 def test_a_given_crop_bypasses_detection():
@@ -130,14 +183,14 @@ def test_a_given_crop_bypasses_detection():
 
 
 def test_a_crop_past_the_image_is_transparent_there():
-    result = prepare_portrait(np.full((100, 100, 3), 50, np.uint8), crop=CropBox(-50, 0, 100), size=20, matte=False)
+    result = prepare_portrait(textured(100, 100), crop=CropBox(-50, 0, 100), size=20, matte=False)
     a = np.asarray(result.image)[..., 3]
     assert a[:, :9].max() == 0 and a[:, 11:].min() == 255
 
 
 def test_a_crop_outside_the_image_is_refused():
     with pytest.raises(UserError, match="lies outside"):
-        prepare_portrait(np.zeros((100, 100, 3), np.uint8), crop=CropBox(500, 0, 50))
+        prepare_portrait(textured(100, 100), crop=CropBox(500, 0, 50))
 
 
 def test_without_detection_the_centre_square_is_cut_like_load_portrait():
@@ -180,17 +233,17 @@ def test_a_corrupt_file_gives_load_portraits_message(tmp_path):
 
 
 @pytest.mark.parametrize("source, size", [
-    (np.zeros((30, 70), np.uint8), 256),
-    (np.zeros((70, 30, 4), np.uint8), 64),
-    (Image.new("P", (40, 40)), 33),
+    (textured(30, 70, channels=0), 256),
+    (textured(70, 30, channels=4) | np.uint8(128), 64),  # alpha ≥ 128: visible
+    (Image.fromarray(textured(40, 40)).convert("P"), 33),
 ])
 def test_the_output_is_always_square_rgba(source, size):
-    result = prepare_portrait(source, detect=False, size=size)
+    result = prepare_portrait(source, detect=False, matte=False, size=size)  # GrabCut clears pure noise
     assert result.image.mode == "RGBA" and result.image.size == (size, size)
 
 
 def test_exif_rotation_is_applied_before_anything(tmp_path):
-    image = Image.new("RGB", (60, 40), (0, 0, 255))
+    image = Image.fromarray(textured(40, 60))
     exif = image.getexif()
     exif[0x0112] = 6  # rotate 90° clockwise to display
     path = tmp_path / "turned.jpg"

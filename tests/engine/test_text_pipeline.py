@@ -210,7 +210,7 @@ def test_text_encoder_shapes_masks_and_determinism():
     assert mask[1].sum() == 2 and mask[0].sum() == encoder.token_count(PROMPT)  # [CLS] [SEP] for ""
     assert mask[0, : mask[0].sum()].all() and not mask[0, mask[0].sum():].any()
     again, _ = TextEncoder().encode([PROMPT])
-    assert torch.equal(hidden[:1], again)
+    torch.testing.assert_close(hidden[:1], again, rtol=1e-5, atol=1e-6)  # batch of 2 vs 1: other kernel blocking
     long, long_mask = encoder.encode(" ".join(["word"] * 200))
     assert long.shape == (1, 77, 384) and long_mask.all()
 
@@ -244,6 +244,13 @@ def tiny_stable_diffusion(folder):
     return folder / "sd", sd
 
 
+def same_pixels(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to one 8-bit level: a batch of n and a batch of 1 run other kernel blockings (float differences
+    ~1e-6 can flip a rounding); another seed or a LoRA moves most pixels by far more."""
+    diff = np.abs(a.astype(int) - b.astype(int))
+    return a.shape == b.shape and diff.max() <= 1 and diff.mean() < 0.05
+
+
 def test_a_stable_diffusion_folder_is_wrapped(tmp_path):
     from diffusers import StableDiffusionPipeline
     from peft import LoraConfig, get_peft_model_state_dict
@@ -254,7 +261,7 @@ def test_a_stable_diffusion_folder_is_wrapped(tmp_path):
     steps = []
     images = pipe("a cat", n=2, steps=2, seed=0, callback=lambda p: steps.append((p.step, p.preview)))
     assert [im.size for im in images] == [(16, 16)] * 2 and steps == [(1, None), (2, None)]
-    assert np.array_equal(pixels(images[1:]), pixels(pipe("a cat", n=1, steps=2, seed=1)))
+    assert same_pixels(pixels(images[1:]), pixels(pipe("a cat", n=1, steps=2, seed=1)))
     with pytest.raises(Cancelled):
         pipe("a cat", n=1, steps=2, callback=lambda p: False)
     # a diffusers-format LoRA (what load_lora_weights reads)
@@ -264,8 +271,8 @@ def test_a_stable_diffusion_folder_is_wrapped(tmp_path):
                                               weight_name="x.safetensors")
     info = pipe.load_lora(tmp_path / "l" / "x.safetensors", 0.7)
     assert info["scale"] == 0.7 and info["format"] == "external"
-    assert not np.array_equal(pixels(images[:1]), pixels(pipe("a cat", n=1, steps=2, seed=0)))
+    assert not same_pixels(pixels(images[:1]), pixels(pipe("a cat", n=1, steps=2, seed=0)))
     pipe.unload_lora()
-    assert np.array_equal(pixels(images[:1]), pixels(pipe("a cat", n=1, steps=2, seed=0)))
+    assert same_pixels(pixels(images[:1]), pixels(pipe("a cat", n=1, steps=2, seed=0)))
     with pytest.raises(UserError, match="not re-saved"):
         pipe.save_pretrained(tmp_path / "copy")

@@ -17,6 +17,7 @@ from PIL import Image
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QMouseEvent, QWheelEvent
 from PySide6.QtWidgets import QApplication
+from image_helpers import faceless_photo, save_fully_transparent_palette_png
 from studio_helpers import tiny_model
 
 from engine.assets import asset_path
@@ -191,18 +192,35 @@ def test_bad_files_give_a_message_and_keep_the_avatar(qtbot, window, tmp_path):
     (tmp_path / "huge.png").write_bytes(png_header_only(20000, 20000))
     flat = tmp_path / "wall.png"
     Image.new("RGB", (300, 300), (120, 160, 200)).save(flat)
+    empty = save_fully_transparent_palette_png(tmp_path / "empty.png")
+    listed = len(window.library.entries())
+    faceless = tmp_path / "disc.png"
+    Image.fromarray(faceless_photo()).save(faceless)
     for path, words in ((tmp_path / "notes.txt", "notes.txt"), (tmp_path / "broken.png", "broken.png"),
-                        (tmp_path / "huge.png", "too large"), (flat, "no face")):
+                        (tmp_path / "huge.png", "too large"), (flat, "one flat colour"),
+                        (empty, "fully transparent"), (faceless, "no face")):
         drop(window, path)
         settle(qtbot, window)
         assert window.message_bar.level == "error" and words in window.message_bar.text(), window.message_bar.text()
-        assert window.state.avatar is avatar
-    assert window.state.portrait == flat and window.state.prepared is None  # kept for a manual crop
+        assert window.state.avatar is avatar and len(window.library.entries()) == listed
+    assert window.state.portrait == faceless and window.state.prepared is None  # kept for a manual crop
     window.state.update_settings(unconditional=False)
     assert not window.generation_panel.generate_button.isEnabled()
     window.change_portrait_options({"crop": (50, 50, 200)})  # the manual crop makes it usable
     settle(qtbot, window)
     assert window.state.prepared is not None and window.generation_panel.generate_button.isEnabled()
+
+
+def test_a_nan_generation_is_a_message_not_an_avatar(qtbot, window):
+    generate(qtbot, window, unconditional=True, stages="base")
+    avatar, entries = window.state.avatar, window.library.entries()
+    with torch.no_grad():  # this window's copy of the model now samples NaN
+        list(window.pipeline.base.unet.parameters())[-1].fill_(float("nan"))
+    window.generate()
+    settle(qtbot, window)
+    assert window.message_bar.level == "error", window.message_bar.text()
+    assert "the base stage produced" in window.message_bar.text() and "NaN" in window.message_bar.text()
+    assert window.state.avatar is avatar and window.library.entries() == entries  # nothing saved or listed
 
 
 def test_screenshot_command(qtbot, model, tmp_path):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from diffusion_helpers import build_model, make_sources
 from fit_helpers import cli, sha256
+from image_helpers import faceless_photo, mostly_transparent_rgba, save_fully_transparent_palette_png
 from PIL import Image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -79,11 +80,46 @@ def test_a_crop_needs_exactly_one_portrait(model, tmp_path, capsys):
 
 
 def test_no_face_stops_before_any_avatar_is_made(model, tmp_path, capsys):
-    flat = tmp_path / "wall.png"
-    Image.new("RGB", (200, 160), (180, 140, 120)).save(flat)
+    faceless = tmp_path / "disc.png"
+    Image.fromarray(faceless_photo()).save(faceless)
     out = tmp_path / "out"
-    assert generate(model, out, ASTRONAUT, flat) == 2  # the good photo comes first: still nothing is written
+    assert generate(model, out, ASTRONAUT, faceless) == 2  # the good photo comes first: still nothing is written
     err = capsys.readouterr().err
-    assert f"{flat}: no face found" in err and "--crop X,Y,SIZE" in err and "--preprocess off" in err
+    assert f"{faceless}: no face found" in err and "--crop X,Y,SIZE" in err and "--preprocess off" in err
     assert not out.exists()
-    assert generate(model, out, flat, "--preprocess", "off") == 0  # the way out the message names
+    assert generate(model, out, faceless, "--preprocess", "off") == 0  # the way out the message names
+
+
+def nothing_to_see(folder: Path) -> dict[str, Path]:
+    flat = folder / "wall.png"
+    Image.new("RGB", (200, 160), (180, 140, 120)).save(flat)
+    sliver = folder / "sliver.png"
+    Image.fromarray(mostly_transparent_rgba(), "RGBA").save(sliver)
+    return {"fully transparent": save_fully_transparent_palette_png(folder / "empty.png"),
+            "almost fully transparent": sliver, "one flat colour": flat}
+
+
+@pytest.mark.parametrize("preprocess", ["auto", "off"])
+def test_a_portrait_with_nothing_to_see_is_refused_and_nothing_written(model, tmp_path, capsys, preprocess):
+    out = tmp_path / "out"
+    for words, path in nothing_to_see(tmp_path).items():
+        assert generate(model, out, ASTRONAUT, path, "--preprocess", preprocess) == 2
+        err = capsys.readouterr().err
+        assert f"{path}: the image is {words}" in err and "Traceback" not in err
+        assert not out.exists()
+
+
+def test_a_model_that_samples_nan_saves_nothing(model, tmp_path, capsys):
+    import torch
+
+    from engine.pipeline import AvatarPipeline
+
+    pipe = AvatarPipeline.from_pretrained(model)
+    with torch.no_grad():
+        list(pipe.base.unet.parameters())[-1].fill_(float("nan"))
+    broken = pipe.save_pretrained(tmp_path / "nan_model")
+    out = tmp_path / "out"
+    assert generate(broken, out, ASTRONAUT) == 2
+    err = capsys.readouterr().err
+    assert "the base stage produced" in err and "NaN/infinite" in err and "Traceback" not in err
+    assert not (out / "astronaut").exists()
