@@ -3,6 +3,8 @@
 Like the authors' decoder: the first 3/4 of the channels feed colour, the last 1/4 density; features and the
 view direction get a small frequency encoding [x, sin(2^k x), cos(2^k x)]; density = trunc_exp(out) from a
 Softplus MLP that also emits a geometry feature; colour is view-dependent (bias-free ReLU MLP, sigmoid).
+Optionally (`colour_skip`, `colour_bias`) a direct path from three colour channels to the colour logits and
+biases in the colour MLP, so that a frozen decoder keeps the whole RGB cube within reach.
 """
 from __future__ import annotations
 
@@ -66,6 +68,13 @@ class DecoderConfig(ConfigMixin):
     """How the three planes' features are combined: mean (authors), sum or concat."""
     density_bias: float = -1.0
     """Initial bias of the density output (negative: start mostly empty)."""
+    colour_skip: float = 0.0
+    """Gain of a direct path from the first three colour channels (the aggregated features) to the three colour
+    logits, beside the MLP. With it a frozen decoder can still paint any colour of the RGB cube: the fit moves
+    those channels within the [-1, 1] triplane box, i.e. each logit by up to ± the gain. 0 = no such path (every
+    decoder made before it: theirs frozen in stage 2 could not paint blue, purple or yellow)."""
+    colour_bias: bool = False
+    """Biases in the colour MLP (the authors' colour MLP has none)."""
 
     PRESETS: ClassVar[dict] = {
         "tiny": {"channels": 16, "hidden": 64, "geo_features": 32},
@@ -79,6 +88,8 @@ class DecoderConfig(ConfigMixin):
             raise ConfigError(f"aggregate must be mean, sum or concat (got {self.aggregate!r})")
         if self.hidden < 1 or self.geo_features < 0 or self.frequencies < 0:
             raise ConfigError("hidden, geo_features and frequencies must be positive")
+        if not self.colour_skip >= 0:
+            raise ConfigError(f"colour_skip must be ≥ 0 (got {self.colour_skip})")
 
     @property
     def feature_dim(self) -> int:
@@ -101,10 +112,11 @@ class TriplaneDecoder(nn.Module):
         with torch.no_grad():
             self.density_net[-1].bias[0] = config.density_bias
         colour_in = self.colour_in * enc + config.geo_features + (3 * enc if config.view_dependent else 0)
+        bias = config.colour_bias
         self.colour_net = nn.Sequential(
-            nn.Linear(colour_in, config.hidden, bias=False), nn.ReLU(),
-            nn.Linear(config.hidden, config.hidden, bias=False), nn.ReLU(),
-            nn.Linear(config.hidden, 3, bias=False),
+            nn.Linear(colour_in, config.hidden, bias=bias), nn.ReLU(),
+            nn.Linear(config.hidden, config.hidden, bias=bias), nn.ReLU(),
+            nn.Linear(config.hidden, 3, bias=bias),
         )
 
     def density(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,17 +130,27 @@ class TriplaneDecoder(nn.Module):
             if directions is None:
                 raise ValueError("this decoder is view-dependent: pass the view directions")
             parts.append(frequency_encode(directions, self.config.frequencies))
-        rgb = torch.sigmoid(self.colour_net(torch.cat(parts, -1)))
-        return sigma, rgb
+        logits = self.colour_net(torch.cat(parts, -1))
+        if self.config.colour_skip:
+            logits = logits + self.config.colour_skip * features[:, :3]
+        return sigma, torch.sigmoid(logits)
 
 
 def decoder_hash(decoder: TriplaneDecoder) -> str:
     """A short content hash of config + weights: triplanes record it so mismatched pairs are refused."""
-    h = hashlib.sha256(json.dumps(decoder.config.to_dict(), sort_keys=True).encode())
+    h = hashlib.sha256(json.dumps(_hashed_config(decoder.config), sort_keys=True).encode())
     for name, tensor in sorted(decoder.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
+
+
+_ADDED_LATER = {"colour_skip": 0.0, "colour_bias": False}  # fields added after decoders shipped: at these values
+# they are left out of the hash, so every decoder hashed before they existed keeps its hash (and its triplanes)
+
+
+def _hashed_config(config: DecoderConfig) -> dict:
+    return {k: v for k, v in config.to_dict().items() if not (k in _ADDED_LATER and v == _ADDED_LATER[k])}
 
 
 def save_decoder(folder: Path, decoder: TriplaneDecoder) -> str:

@@ -2,7 +2,9 @@
 config.json + safetensors folder."""
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -186,3 +188,47 @@ def test_load_errors_are_user_errors(tmp_path):
     (tmp_path / "dec" / CONFIG_FILE).write_text(json.dumps(config))
     with pytest.raises(UserError, match="do not match"):
         load_decoder(tmp_path / "dec")
+
+
+# ------------------------------------------------------------------------------------------- colour reach
+GAMUT = torch.tensor([[0.93, 0.80, 0.16], [0.16, 0.32, 0.78], [0.45, 0.20, 0.62], [0.95, 0.95, 0.95],
+                      [0.05, 0.05, 0.05], [0.10, 0.85, 0.20]])  # yellow, blue, purple, white, black, green
+
+
+def test_the_colour_skip_path_is_the_colour_when_the_mlp_is_silent():
+    torch.manual_seed(0)
+    decoder = TriplaneDecoder(DecoderConfig(channels=16, hidden=16, geo_features=8, colour_skip=4.0))
+    with torch.no_grad():
+        decoder.colour_net[-1].weight.zero_()
+    features = torch.rand(32, 16) * 2 - 1
+    _, rgb = decoder(features, torch.randn(32, 3))
+    torch.testing.assert_close(rgb, torch.sigmoid(4.0 * features[:, :3]), rtol=0, atol=1e-6)
+
+
+def test_a_frozen_decoder_with_the_skip_path_reaches_the_whole_cube():
+    from training.fit.reach import closest_colours
+
+    torch.manual_seed(1)
+    decoder = TriplaneDecoder(DecoderConfig(channels=16, hidden=32, geo_features=8, colour_skip=4.0,
+                                            colour_bias=True))
+    with torch.no_grad():  # an MLP that pulls every colour towards one brownish logit, like a narrow stage 1
+        decoder.colour_net[-1].bias.copy_(torch.tensor([0.8, -0.2, -0.9]))
+    reached = closest_colours(decoder, GAMUT, starts=16, steps=120)
+    assert (reached - GAMUT).abs().max() < 0.03, reached
+    assert all(p.requires_grad for p in decoder.parameters())  # the probe froze it only while probing
+
+
+def test_decoders_made_before_the_skip_path_load_unchanged(tmp_path):
+    old = {"channels": 16, "hidden": 16, "geo_features": 8, "frequencies": 2, "view_dependent": True,
+           "aggregate": "mean", "density_bias": -1.0}  # a config.json written before colour_skip existed
+    config = DecoderConfig.from_dict(old)
+    decoder = TriplaneDecoder(config)
+    assert config.colour_skip == 0.0 and not config.colour_bias
+    assert not any(k.endswith("bias") and k.startswith("colour_net") for k in decoder.state_dict())
+    legacy = hashlib.sha256(json.dumps(old, sort_keys=True).encode())  # the hash as computed before the fields
+    for name, tensor in sorted(decoder.state_dict().items()):
+        legacy.update(name.encode())
+        legacy.update(tensor.detach().to(torch.float32).contiguous().numpy().tobytes())
+    assert decoder_hash(decoder) == legacy.hexdigest()[:16]  # triplanes and models made with it still match
+    shipped = load_decoder(Path(__file__).resolve().parents[2] / "assets" / "models" / "default" / "decoder")
+    assert shipped.config.colour_skip == 0.0
