@@ -77,8 +77,9 @@ class DecoderConfig(ConfigMixin):
     """Biases in the colour MLP (the authors' colour MLP has none)."""
 
     PRESETS: ClassVar[dict] = {
-        "tiny": {"channels": 16, "hidden": 64, "geo_features": 32},
-        "paper": {"channels": 32, "hidden": 128, "geo_features": 128},
+        # both with the direct colour path: a frozen decoder that reaches the whole RGB cube (docs/decoder_reach.md)
+        "tiny": {"channels": 16, "hidden": 64, "geo_features": 32, "colour_skip": 4.0, "colour_bias": True},
+        "paper": {"channels": 32, "hidden": 128, "geo_features": 128, "colour_skip": 4.0, "colour_bias": True},
     }
 
     def validate(self) -> None:
