@@ -49,8 +49,8 @@ def main() -> int:
     parser.add_argument("--starts", type=int, default=128)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    names = list(palette())
-    targets = np.array([palette()[n] for n in names])
+    colours = palette()
+    names, targets = list(colours), np.array(list(colours.values()))
     decoder = load_decoder(args.decoder)
     rows = {}
     for label, model in (("as given", decoder), (f"+ colour_skip {args.skip:g}", with_skip(decoder, args.skip))):

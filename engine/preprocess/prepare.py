@@ -87,8 +87,9 @@ def prepare_portrait(source: PortraitSource, *, detect: bool = True, align: bool
         alpha = grabcut_alpha(pixels, framed=found.face is not None)
         pixels[..., 3] = np.rint(alpha * 255.0).astype(np.uint8)
         clock.lap("matte_s")
-    check_visible_content(Image.fromarray(pixels, "RGBA"), name, *_what_was_cut(found.crop_from, method))
-    return PreparedPortrait(Image.fromarray(pixels, "RGBA"), image.size, found.face, found.crop, found.faces,
+    prepared = Image.fromarray(pixels, "RGBA")
+    check_visible_content(prepared, name, *_what_was_cut(found.crop_from, method))
+    return PreparedPortrait(prepared, image.size, found.face, found.crop, found.faces,
                             found.crop_from, found.roll, method, clock.timings())
 
 

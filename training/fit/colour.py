@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from engine.avatar import Avatar
 from engine.decoder import TriplaneDecoder, decoder_hash, load_decoder
+from engine.errors import UserError
 from engine.portrait import load_portrait
 from engine.triplane import load_triplane
+from training.diffusion.dataset import triplane_files
+from training.fit.stage2_run import decoder_folder
 from training.text.colours import BACKGROUND, srgb_to_lab
 
 GRID = 8
@@ -35,7 +39,11 @@ def coarse_layout(rgb: np.ndarray, grid: int = GRID) -> tuple[np.ndarray, np.nda
 
 def layout_error(a: np.ndarray, b: np.ndarray, grid: int = GRID) -> float:
     """Mean ΔE76 between two images' coarse layouts over the blocks where either shows something."""
-    (lab_a, fg_a), (lab_b, fg_b) = coarse_layout(a, grid), coarse_layout(b, grid)
+    return _layout_distance(coarse_layout(a, grid), coarse_layout(b, grid))
+
+
+def _layout_distance(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
+    (lab_a, fg_a), (lab_b, fg_b) = a, b
     mask = fg_a | fg_b
     return float(np.linalg.norm(lab_a - lab_b, axis=-1)[mask].mean()) if mask.any() else 0.0
 
@@ -52,12 +60,12 @@ def colour_report(data: Path, fits: dict[str, Path], decoder: TriplaneDecoder, r
                   ) -> dict:
     """fits: avatar name → triplane file. Per avatar: ΔE to its own portrait, to the nearest other portrait,
     and whether its own is the closest; then the means."""
-    names = sorted(fits)
-    portraits = {n: portrait_rgb(data / n, resolution) for n in names}
-    fronts = {n: front_view(load_triplane(fits[n], decoder_hash(decoder))[0], decoder, resolution) for n in names}
+    names, digest = sorted(fits), decoder_hash(decoder)
+    portraits = {n: coarse_layout(portrait_rgb(data / n, resolution)) for n in names}
+    fronts = {n: coarse_layout(front_view(load_triplane(fits[n], digest)[0], decoder, resolution)) for n in names}
     per_avatar = {}
     for n in names:
-        errors = {m: layout_error(fronts[n], portraits[m]) for m in names}
+        errors = {m: _layout_distance(fronts[n], portraits[m]) for m in names}
         others = [e for m, e in errors.items() if m != n]
         per_avatar[n] = {"own_delta_e": round(errors[n], 3), "nearest_other_delta_e": round(min(others), 3)
                          if others else None, "own_is_closest": not others or errors[n] < min(others)}
@@ -67,19 +75,19 @@ def colour_report(data: Path, fits: dict[str, Path], decoder: TriplaneDecoder, r
             "own_closest": sum(r["own_is_closest"] for r in per_avatar.values()), "per_avatar": per_avatar}
 
 
-def _fits_in(run: Path) -> dict[str, Path]:
-    folder = run / "triplanes" if (run / "triplanes").is_dir() else run
-    return {p.stem: p for p in sorted(folder.glob("*.safetensors"))}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Colour likeness of fitted triplanes to their portraits")
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--fits", type=Path, required=True, help="a stage-2 run folder (or its triplanes)")
-    parser.add_argument("--decoder", type=Path, required=True, help="the decoder folder the fits were made with")
+    parser.add_argument("--decoder", type=Path, required=True,
+                        help="the decoder the fits were made with (a decoder folder or a run folder with one)")
     args = parser.parse_args(argv)
-    decoder_dir = args.decoder / "decoder" if (args.decoder / "decoder").is_dir() else args.decoder
-    report = colour_report(args.data, _fits_in(args.fits), load_decoder(decoder_dir))
+    try:
+        fits = {path.stem: path for path in triplane_files(args.fits)}
+        report = colour_report(args.data, fits, load_decoder(decoder_folder(args.decoder)))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps({k: v for k, v in report.items() if k != "per_avatar"}))
     for name, row in report["per_avatar"].items():
         print(name, row)
