@@ -205,12 +205,16 @@ def test_eval_cli_writes_every_metric_and_the_epipolar_images(model, sources, tm
     assert set(cons) == {"cascade", "ground_truth"}
     assert all(math.isfinite(v) for c in cons.values() for v in c["mean"].values())
     assert record["model"]["hash"] and record["timings"]["total_s"] > 0
+    colour = record["colour_likeness"]
+    assert set(colour) == {"cascade", "base_only", "unconditional", "retrieval", "ground_truth"}
+    assert all(c["avatars"] == 1 and c["own_closest"] == 1 and c["mean_delta_e"] >= 0 for c in colour.values())
     assert all(math.isfinite(x) for x in finite_numbers(record))
     files = record["epipolar"]["files"]
     assert set(files) == {"cascade", "ground_truth"}
     for file in files.values():
         assert np.asarray(Image.open(out / file)).shape == (8, 32, 3)  # frames × width
     report = (out / "eval.md").read_text()
+    assert "## Colour likeness to the portrait" in report
     assert "FID (2 images)" in report and "LPIPS substitute" in report and "biased" in report
     assert not list(out.glob(".*tmp*"))  # nothing half-written left behind
 

@@ -181,6 +181,17 @@ def test_stage2_writes_every_triplane_with_the_decoder_hash(stage1_run, stage2_r
     assert sorted(tested) == AVATARS
 
 
+def test_stage2_reports_the_fits_colour_against_their_portraits(stage1_run, stage2_run):
+    out, _ = stage2_run
+    report = json.loads((out / "colour.json").read_text())
+    assert report["avatars"] == 3 and sorted(report["per_avatar"]) == AVATARS
+    assert 0 <= report["own_closest"] <= 3 and report["worst_delta_e"] >= report["mean_delta_e"] > 0
+    assert 0 <= report["region_agreement"] <= 1  # synthetic avatars: hair / skin / clothing regions found
+    summary = json.loads((out / "results.json").read_text())["colour"]
+    assert summary["mean_delta_e"] == report["mean_delta_e"] and "per_avatar" not in summary
+    assert "colour vs portrait over 3 fits" in (out / "log.txt").read_text()
+
+
 def test_stage2_starts_from_stage1_numbers_not_stage1_triplanes(stage1_run, stage2_run):
     """Stage 2 fits fresh triplanes: with 3 steps they are nowhere near stage 1's."""
     out, _ = stage2_run

@@ -3,6 +3,7 @@ triplane per avatar with the decoder frozen)."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -40,7 +41,12 @@ def register(subparsers) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset folder (rodinhd synth / data import)")
     p.add_argument("--out", type=Path, required=True, help="run folder to create (or continue with --resume)")
     p.add_argument("--decoder", type=Path, help="stage 2: a stage-1 run folder (or a decoder folder)")
-    p.add_argument("--avatars", type=int_arg, help="use the first K avatars of the dataset (default: all)")
+    p.add_argument("--avatars", type=int_arg, help="use K avatars of the dataset (default: all)")
+    p.add_argument("--select", choices=("first", "cover"), default="first",
+                   help="stage 1: which K avatars — the first K, or K that cover the synthetic palette, patterns "
+                        "and hairstyles (needs attributes.json)")
+    p.add_argument("--pool", type=int_arg, help="stage 1: choose only among the first N avatars (keep held-out "
+                                                "avatars out of the decoder)")
     p.add_argument("--mode", choices=("naive", "replay", "replay_iwc"), help="stage-1 schedule")
     p.add_argument("--epochs", type=int_arg, help="stage 1: passes over all avatars (task replay)")
     p.add_argument("--inner-steps", type=int_arg, help="stage 1: steps per visit")
@@ -62,7 +68,8 @@ def run(args) -> int:
     if args.stage == 1:
         from training.fit.stage1_run import run_stage1
 
-        result = run_stage1(args.data, args.out, config, args.avatars, args.resume)
+        result = run_stage1(args.data, args.out, config, args.avatars, args.resume, select=args.select,
+                            pool=args.pool)
         if result is None:
             print(f"stage 1 stopped; continue with: rodinhd fit --stage 1 ... --out {args.out} --resume")
         else:
@@ -71,11 +78,15 @@ def run(args) -> int:
         return 0
     if args.decoder is None:
         raise UserError("--stage 2 needs --decoder (a stage-1 run folder)")
+    from training.fit.colour import REPORT_FILE, summary_line
     from training.fit.stage2_run import run_stage2
 
     results = run_stage2(args.decoder, args.data, args.out, config, args.avatars, args.workers, args.resume,
                          args.only)
     if results and os.environ.get("RANK", "0") == "0":  # under torchrun, one summary line
         mean = sum(r["psnr"] for r in results) / len(results)
+        colour = args.out / REPORT_FILE
+        if colour.is_file():
+            print(summary_line(json.loads(colour.read_text())))
         print(f"stage 2: {len(results)} triplane(s) in {args.out / 'triplanes'}; mean held-out PSNR {mean:.2f} dB")
     return 0

@@ -8,7 +8,7 @@ from pathlib import Path
 from training.cli.common import int_arg
 from training.synth.config import SynthConfig
 
-OVERRIDES = ("count", "views", "test_views", "resolution", "seed", "workers")
+OVERRIDES = ("count", "views", "test_views", "resolution", "seed", "workers", "gamut")
 
 
 def register(subparsers) -> None:
@@ -29,6 +29,9 @@ def register(subparsers) -> None:
     p.add_argument("--resolution", type=int_arg, help="image size in pixels, multiple of 8, 32..1024")
     p.add_argument("--seed", type=int_arg, help="dataset seed (default 0)")
     p.add_argument("--workers", type=int_arg, help="parallel processes, each with its own GL context (default 1)")
+    p.add_argument("--gamut", action="store_true", default=None,
+                   help="the gamut probe: the seed's first avatars that together show every palette colour on "
+                        "solid clothing and visible hair (--count is ignored)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--overwrite", action="store_true", help="replace an existing dataset in --out")
     mode.add_argument("--resume", action="store_true", help="keep complete avatars in --out, generate the rest")
@@ -48,8 +51,9 @@ def run(args) -> int:
     config = config_from_args(args)
     out = args.out
     todo = prepare_output(config, out, overwrite=args.overwrite, resume=args.resume)
-    if len(todo) < config.count:
-        print(f"resuming: {config.count - len(todo)} avatar(s) already complete, {len(todo)} to generate")
+    total = len(config.indices())
+    if len(todo) < total:
+        print(f"resuming: {total - len(todo)} avatar(s) already complete, {len(todo)} to generate")
     start, images = time.perf_counter(), 0
     with tqdm(total=len(todo), unit="avatar", desc="synth") as bar:
         for _, rendered in generate(config, out, todo):
@@ -57,5 +61,5 @@ def run(args) -> int:
             bar.update(1)
             bar.set_postfix(views_per_s=f"{images / (time.perf_counter() - start):.1f}")
     finish_index(config, out)
-    print(f"wrote {config.count} avatar(s) to {out} ({images} images in {time.perf_counter() - start:.1f} s)")
+    print(f"wrote {total} avatar(s) to {out} ({images} images in {time.perf_counter() - start:.1f} s)")
     return 0

@@ -42,6 +42,20 @@ def _consistency_table(consistency: dict, labels: dict[str, str]) -> str:
     return "\n".join(rows)
 
 
+def _colour_table(colour: dict, labels: dict[str, str]) -> str:
+    rows = ["Front view (the portrait's camera) vs the portrait, 8 × 8 Lab layout (training.fit.colour); regions: "
+            "hair / skin / clothing named-colour agreement (synthetic avatars).", "",
+            "| avatars of | layout ΔE ↓ (mean / worst) | own portrait closest | region agreement ↑ | region ΔE ↓ |",
+            "|---|---|---|---|---|"]
+    for name, r in colour.items():
+        share = r.get("region_agreement")
+        regions = f"{100 * share:.0f} %" if share is not None else "—"
+        region_de = f"{r['region_delta_e']:.1f}" if r.get("region_delta_e") is not None else "—"
+        rows.append(f"| {labels.get(name, name)} | {r['mean_delta_e']:.1f} / {r['worst_delta_e']:.1f} | "
+                    f"{r['own_closest']} / {r['avatars']} | {regions} | {region_de} |")
+    return "\n".join(rows)
+
+
 def markdown_report(record: dict, labels: dict[str, str]) -> str:
     """The whole eval.md from what eval.json holds."""
     s, model, fid = record["settings"], record["model"], record["fid"]
@@ -58,6 +72,8 @@ def markdown_report(record: dict, labels: dict[str, str]) -> str:
     ]
     if fid:
         lines += ["", f"Unconditional FID (Table 2): {fid['unconditional']:.2f} ({fid['images']} images)."]
+    if record.get("colour_likeness"):
+        lines += ["", "## Colour likeness to the portrait", "", _colour_table(record["colour_likeness"], labels)]
     if record["consistency"]:
         lines += ["", "## 3D consistency (Table 3)", "", _consistency_table(record["consistency"], labels)]
     epi = record["epipolar"]

@@ -26,6 +26,7 @@ from training.diffusion.evaluate import Rendered, Retrieval, evaluate_methods, s
 from training.eval.consistency import ConsistencySettings, consistency, epipolar_image
 from training.eval.report import FID_NAME, caveats, markdown_report
 from training.eval.selection import ground_truth_triplanes, retrieval_bank, select_avatars
+from training.fit.colour import front_view, likeness_report
 
 LABELS = {"cascade": "cascade (base + upsample)", "base_only": "base only (low-resolution triplane)",
           "unconditional": "unconditional (one seed per avatar)", "retrieval": "nearest-neighbour retrieval",
@@ -77,12 +78,16 @@ class _Kept:
     truth: dict[str, torch.Tensor] = field(default_factory=dict)  # per avatar (the same for every method)
     planes: dict[tuple[str, str], torch.Tensor] = field(default_factory=dict)
     wanted: set[str] = field(default_factory=set)
+    decoder: object = None  # when set, every method's front view (the portrait's camera) is kept for likeness
+    fronts: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
     def __call__(self, r: Rendered) -> None:
         self.pred.setdefault(r.method, []).append(r.pred.clamp(0, 1))
         self.truth.setdefault(r.avatar, r.truth)
         if r.method in self.wanted:
             self.planes[(r.method, r.avatar)] = r.planes.detach()
+        if self.decoder is not None:
+            self.fronts.setdefault(r.method, {})[r.avatar] = front_view(r.planes.detach(), self.decoder)
 
 
 def run_evaluation(settings: EvalSettings, progress: Progress | None = None) -> dict:
@@ -103,7 +108,7 @@ def run_evaluation(settings: EvalSettings, progress: Progress | None = None) -> 
     unknown = [m for m in refitted if m not in methods]
     if unknown:
         raise UserError(f"unknown --consistency-methods {unknown} (this model has {sorted(methods)})")
-    kept = _Kept(wanted=set(refitted) | {primary})
+    kept = _Kept(wanted=set(refitted) | {primary}, decoder=pipe.decoder)
     timings["load_s"] = time.perf_counter() - start
 
     t = time.perf_counter()
@@ -112,12 +117,14 @@ def run_evaluation(settings: EvalSettings, progress: Progress | None = None) -> 
                                seed=settings.seed, progress=progress.step, keep=kept)
     timings["methods_s"] = time.perf_counter() - t
 
+    colour = _colour_likeness(kept, gt, pipe, settings, timings)
     fid = _fid(kept, progress, timings) if settings.fid else None
     cons = _consistency(kept, refitted, gt, pipe, settings, progress, timings) if settings.consistency else None
     epipolar = _epipolar(kept, primary, avatars[0], gt, pipe, settings, progress, timings)
     progress.close()
     timings["total_s"] = time.perf_counter() - start
     record = _record(settings, pipe, training, avatars, bank, results, fid, cons, epipolar, timings)
+    record["colour_likeness"] = colour
     atomic_write_json(settings.out / "eval.json", record)
     atomic_write_text(settings.out / "eval.md", markdown_report(record, LABELS))
     return record
@@ -128,6 +135,20 @@ def _seed_per_avatar(method, avatars: list[str]):
     set of samples, not one sample N times)."""
     order = {name: i for i, name in enumerate(avatars)}
     return lambda portrait, seed: method(portrait, seed + order[Path(portrait).parent.name])
+
+
+def _colour_likeness(kept: _Kept, gt: dict[str, Path], pipe: AvatarPipeline, settings: EvalSettings,
+                     timings: dict) -> dict:
+    """training.fit.colour's measure for every method's front views and for the avatars' own fitted triplanes
+    (how far the decoder and the fits already are from the portraits: a bound on what generation can reach)."""
+    t = time.perf_counter()
+    fronts = dict(kept.fronts)
+    if gt:
+        fronts["ground_truth"] = {a: front_view(load_triplane(path, device=settings.device)[0], pipe.decoder)
+                                  for a, path in gt.items()}
+    out = {method: likeness_report(settings.data, views) for method, views in fronts.items()}
+    timings["colour_s"] = time.perf_counter() - t
+    return out
 
 
 def _fid(kept: _Kept, progress: Progress, timings: dict) -> dict:

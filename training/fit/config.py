@@ -64,10 +64,15 @@ class FitConfig(ConfigMixin):
     """Held-out views used for PSNR/SSIM during and after fitting."""
     eval_resolution: int = 64
     """Resolution of evaluation renders (forgetting curves are evaluated often, so keep it small)."""
+    forgetting_avatars: int = 16
+    """Stage 1 logs the forgetting curve after every visit over at most this many of the avatars seen so far
+    (evenly spaced, 0 = all): evaluating every avatar after every visit costs K² evaluations per epoch."""
     seed: int = 0
     """Seed of triplane initialisation and ray sampling."""
     device: str = "cpu"
     """torch device (cpu, cuda, cuda:1, ...)."""
+
+    RESUME_MAY_CHANGE: ClassVar[tuple[str, ...]] = ("forgetting_avatars",)  # what is logged, not what is fitted
 
     PRESETS: ClassVar[dict] = {
         "tiny": {},
@@ -87,6 +92,8 @@ class FitConfig(ConfigMixin):
             raise ConfigError("triplane_resolution must be ≥ 4 and rays_per_step ≥ 1")
         if min(self.epochs, self.inner_steps, self.stage2_steps, self.fisher_batches) < 1:
             raise ConfigError("epochs, inner_steps, stage2_steps and fisher_batches must be ≥ 1")
+        if self.forgetting_avatars < 0:
+            raise ConfigError(f"forgetting_avatars cannot be negative (got {self.forgetting_avatars})")
         if min(self.tv_weight, self.l1_weight, self.l2_weight, self.iwc_weight) < 0:
             raise ConfigError("regulariser weights cannot be negative")
 

@@ -124,7 +124,8 @@ class Stage1:
 
     def _log_forgetting(self) -> None:
         """Held-out PSNR of every avatar seen so far, with the current decoder (Fig. 2)."""
-        seen = sorted({v.avatar for v in self.visits[: self.next_visit]})
+        seen = evenly_spaced(sorted({v.avatar for v in self.visits[: self.next_visit]}),
+                             self.config.forgetting_avatars)
         scores = {}
         for i in seen:
             name = self.avatars[i].name
@@ -143,6 +144,15 @@ class Stage1:
             planes = self.store.load_planes(folder.name, "cpu")
             save_triplane(self.run.path / "triplanes" / f"{folder.name}.safetensors", planes, digest,
                           {"avatar": folder.name, "stage": 1})
+
+
+def evenly_spaced(items: list, limit: int) -> list:
+    """At most `limit` of `items` (all when limit is 0), first and last included, spread evenly."""
+    if not limit or len(items) <= limit:
+        return items
+    if limit == 1:
+        return items[:1]
+    return [items[round(i * (len(items) - 1) / (limit - 1))] for i in range(limit)]
 
 
 def final_scores(run_path: Path, avatars: list[Path], config: FitConfig, resolution: int | None,

@@ -10,6 +10,7 @@ import torch
 from engine.decoder import load_decoder, save_decoder
 from engine.errors import UserError
 from engine.io import atomic_write_json
+from training.fit.colour import summary_line, write_fit_report
 from training.fit.config import FitConfig
 from training.fit.distributed import StopFlag, device_for, init_from_env, shutdown
 from training.fit.stage1_run import select_avatars
@@ -65,7 +66,12 @@ def run_stage2(decoder_source: Path, data: Path, out: Path, config: FitConfig, l
                     _fit_sequential(todo, decoder, config, out, index_of, run, run)
                 placement.barrier()
                 results = collect_results(out)
-                atomic_write_json(Path(out) / "results.json", _summary(results, len(avatars)))
+                summary = _summary(results, len(avatars))
+                colour = write_fit_report(data, out, [a.name for a in avatars], decoder)
+                if colour is not None:
+                    summary["colour"] = {k: v for k, v in colour.items() if k != "per_avatar"}
+                    run.log(summary_line(colour))
+                atomic_write_json(Path(out) / "results.json", summary)
                 run.progress(len(results), len(avatars), force=True)
                 fitted = {r["avatar"] for r in results}
                 missing = [a.name for a in avatars if a.name not in fitted]

@@ -36,6 +36,9 @@ class SynthConfig(ConfigMixin):
     """Highest camera elevation in degrees."""
     supersample: int = 2
     """Anti-aliasing: render k× larger and average k×k blocks (gives soft, true alpha at edges and strands)."""
+    gamut: bool = False
+    """The gamut probe instead of the first `count` avatars: the seed's first avatars that between them show every
+    palette colour on solid clothing and on visible hair (training/synth/gamut.py; `count` is then ignored)."""
 
     PRESETS: ClassVar[dict] = {
         "tiny": {"views": 64, "test_views": 8, "resolution": 256},
@@ -59,6 +62,14 @@ class SynthConfig(ConfigMixin):
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+
+    def indices(self) -> list[int]:
+        """The avatar indices of the dataset."""
+        if self.gamut:
+            from training.synth.gamut import gamut_indices
+
+            return gamut_indices(self.seed)
+        return list(range(self.count))
 
     def output_key(self) -> dict:
         """The fields that decide the files of each avatar (count and workers do not)."""

@@ -131,7 +131,7 @@ def prepare_output(config: SynthConfig, out: Path, overwrite: bool, resume: bool
             changed = sorted(k for k, v in config.output_key().items() if earlier.output_key().get(k) != v)
             raise UserError(f"cannot resume: {out} was generated with different options ({', '.join(changed)})")
     config.save(out / CONFIG_FILE)
-    return [i for i in range(config.count) if not (out / avatar_id(i)).is_dir()]
+    return [i for i in config.indices() if not (out / avatar_id(i)).is_dir()]
 
 
 def _ensure_writable(out: Path) -> None:
@@ -154,5 +154,5 @@ def _remove_dataset_files(out: Path) -> None:
 
 
 def finish_index(config: SynthConfig, out: Path) -> None:
-    ids = [avatar_id(i) for i in range(config.count) if (out / avatar_id(i)).is_dir()]
+    ids = [avatar_id(i) for i in config.indices() if (out / avatar_id(i)).is_dir()]
     write_index(out, ids, {"generator": "rodinhd synth", "config": CONFIG_FILE})

@@ -26,6 +26,8 @@ HAIR_NAMES = list(palettes.HAIR_NATURAL) + list(palettes.HAIR_DYED)
 CLOTH_NAMES = list(palettes.CLOTH)
 PROBE_HAIR = (0.0, 1.0, 0.0)
 PROBE_CLOTH = (1.0, 0.0, 1.0)
+PROBE_SKIN = (0.0, 0.2, 1.0)
+REGIONS = ("hair", "skin", "cloth")
 BACKGROUND = 0.95  # pixels with every channel above this are background (portraits are composited over white)
 MIN_PIXELS = 8
 
@@ -93,6 +95,14 @@ def cloth_single(meta: dict) -> bool:
 def probe_masks(seeds: list[int], resolution: int = 64, render_resolution: int = 128,
                 threshold: float = 0.12) -> tuple[np.ndarray, np.ndarray]:
     """Per-avatar hair and clothing pixel masks ([N, R, R] bool each) by re-rendering with probe colours."""
+    masks = region_masks(seeds, resolution, render_resolution, threshold, regions=("hair", "cloth"))
+    return masks["hair"], masks["cloth"]
+
+
+def region_masks(seeds: list[int], resolution: int = 64, render_resolution: int = 128, threshold: float = 0.12,
+                 regions: tuple[str, ...] = REGIONS) -> dict[str, np.ndarray]:
+    """Per-avatar region masks in the portrait framing ({region: [N, R, R] bool}): each avatar is re-rendered
+    with one region's colour swapped for a probe colour, and the pixels that change are that region."""
     from PIL import Image
 
     from training.synth.attributes import sample_attributes
@@ -114,15 +124,16 @@ def probe_masks(seeds: list[int], resolution: int = 64, render_resolution: int =
                                                                            Image.Resampling.BOX)
         return np.asarray(img, np.float32) / 255.0
 
-    hair, cloth = [], []
+    probes = {"hair": lambda a: replace(a, hair=replace(a.hair, rgb=PROBE_HAIR)),
+              "cloth": lambda a: replace(a, clothing=replace(a.clothing, rgb=PROBE_CLOTH)),
+              "skin": lambda a: replace(a, face=replace(a.face, skin_rgb=PROBE_SKIN))}
+    masks: dict[str, list[np.ndarray]] = {r: [] for r in regions}
     for seed in seeds:
-        a = sample_attributes(seed)
-        base = shot(a)
-        h = shot(replace(a, hair=replace(a.hair, rgb=PROBE_HAIR)))
-        c = shot(replace(a, clothing=replace(a.clothing, rgb=PROBE_CLOTH)))
-        hair.append(np.abs(h - base).max(-1) > threshold)
-        cloth.append(np.abs(c - base).max(-1) > threshold)
-    return np.stack(hair), np.stack(cloth)
+        attrs = sample_attributes(seed)
+        base = shot(attrs)
+        for region in regions:
+            masks[region].append(np.abs(shot(probes[region](attrs)) - base).max(-1) > threshold)
+    return {r: np.stack(m) if m else np.zeros((0, resolution, resolution), bool) for r, m in masks.items()}
 
 
 def calibrate(data, n: int = 120, hair_threshold: float = 0.6, cloth_threshold: float = 0.5,
