@@ -61,7 +61,9 @@ _SMOKE_TEXT = _sets(**{"block_out_channels": [8, 16], "attention_levels": [1], "
 
 SIZES = {
     "default": {"avatars": 112, "train_avatars": 96, "views": ["--views", "64", "--test-views", "8"],
-                "stage1": ["--avatars", "16", "--mode", "replay", *_sets(replay_lr_decay=1)],
+                # 64 avatars chosen to cover the palette (docs/decoder_reach.md), never the held-out ones
+                "stage1": ["--avatars", "64", "--select", "cover", "--pool", "96", "--mode", "replay", "--epochs", "2",
+                           *_sets(replay_lr_decay=1)],
                 "stage2": ["--avatars", "96", "--steps", "300", *_sets(rays_per_step=2048)],
                 "base": ["--batch", "4", "--steps", "2018", *_sets(ema_decay=0.995, **{"stage.prediction_type": "sample"})],
                 "upsample": ["--batch", "2", "--steps", "1331", *_sets(ema_decay=0.995)],
@@ -71,7 +73,7 @@ SIZES = {
                 "text": _sets(block_out_channels=[16, 32, 64, 128], lr=1e-3, batch_size=16, max_minutes=45,
                               checkpoint_every=200),
                 "text_gpu": _sets(max_minutes=7, checkpoint_every=1000),  # = the shipped text model's recipe
-                "minutes": {"synth": 8, "stage1": 8, "stage2": 26, "base": 42, "upsample": 39, "build": 0.5,
+                "minutes": {"synth": 8, "stage1": 30, "stage2": 26, "base": 42, "upsample": 39, "build": 0.5,
                             "text_data": 4, "text": 45}},
     "smoke": {"avatars": 3, "train_avatars": 2, "views": ["--views", "6", "--test-views", "2", "--resolution", "32"],
               "stage1": ["--avatars", "2", *_SMOKE_FIT], "stage2": ["--avatars", "2", *_SMOKE_FIT],
