@@ -108,6 +108,17 @@ def read_index(root: Path) -> dict[str, Any]:
     return index
 
 
+def read_attributes(folder: Path) -> dict[str, Any] | None:
+    """A synthetic avatar's attributes.json, or None when the avatar has none (imported data)."""
+    path = Path(folder) / ATTRIBUTES_FILE
+    if not path.is_file():
+        return None
+    try:
+        return read_json(path)
+    except (OSError, ValueError) as exc:
+        raise UserError(f"cannot read attributes: {exc}") from exc
+
+
 def avatar_dirs(root: Path) -> list[Path]:
     """The avatar folders listed in the dataset's index, in order."""
     return [Path(root) / str(name) for name in read_index(root)["avatars"]]

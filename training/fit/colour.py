@@ -27,8 +27,8 @@ from engine.errors import UserError
 from engine.io import atomic_write, atomic_write_json
 from engine.portrait import load_portrait
 from engine.triplane import load_triplane
+from training.data.format import PORTRAIT_FILE, read_attributes
 from training.diffusion.dataset import triplane_files
-from training.fit.selection import ATTRIBUTES_FILE
 from training.synth import palettes
 from training.text.colours import BACKGROUND, MIN_PIXELS, hair_visible, region_masks, srgb_to_lab
 
@@ -60,7 +60,7 @@ def front_view(planes, decoder: TriplaneDecoder, resolution: int = RESOLUTION) -
 
 
 def portrait_rgb(avatar_folder: Path, resolution: int = RESOLUTION) -> np.ndarray:
-    return load_portrait(avatar_folder / "portrait.png", resolution).permute(1, 2, 0).numpy()
+    return load_portrait(avatar_folder / PORTRAIT_FILE, resolution).permute(1, 2, 0).numpy()
 
 
 def _named_palette() -> dict[str, dict[str, tuple[float, float, float]]]:
@@ -97,7 +97,8 @@ def region_agreement(front: np.ndarray, portrait: np.ndarray, masks: dict[str, n
         if got is None:
             rows[region] = {"portrait": name, "fit": "none", "agree": False, "delta_e": None}
             continue
-        rows[region] = {"portrait": name, "fit": colour_name(got, region), "agree": name == colour_name(got, region),
+        fit_name = colour_name(got, region)
+        rows[region] = {"portrait": name, "fit": fit_name, "agree": name == fit_name,
                         "delta_e": round(float(np.linalg.norm(srgb_to_lab(want) - srgb_to_lab(got))), 3)}
     return rows
 
@@ -105,16 +106,8 @@ def region_agreement(front: np.ndarray, portrait: np.ndarray, masks: dict[str, n
 def avatar_masks(folders: list[Path], resolution: int = RESOLUTION) -> dict[str, dict[str, np.ndarray]] | None:
     """Each synthetic avatar's hair / skin / clothing masks in the portrait framing (hair only where it shows);
     None when any avatar has no attributes (not a synthetic dataset)."""
-    metas = []
-    for folder in folders:
-        path = Path(folder) / ATTRIBUTES_FILE
-        if not path.is_file():
-            return None
-        try:
-            metas.append(json.loads(path.read_text()))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: cannot read attributes ({exc})") from exc
-    if any("seed" not in m for m in metas):
+    metas = [read_attributes(folder) for folder in folders]
+    if any(m is None or "seed" not in m for m in metas):
         return None
     masks = region_masks([int(m["seed"]) for m in metas], resolution)
     out = {}
@@ -143,9 +136,14 @@ def colour_report(data: Path, fits: dict[str, Path], decoder: TriplaneDecoder, r
                   ) -> dict:
     """fits: avatar name → triplane file. Per avatar: ΔE to its own portrait, to the nearest other portrait,
     and whether its own is the closest; then the means."""
-    names, digest = sorted(fits), decoder_hash(decoder)
-    fronts = {n: front_view(load_triplane(fits[n], digest)[0], decoder, resolution) for n in names}
-    return likeness_report(data, fronts, resolution)
+    return likeness_report(data, fit_fronts(fits, decoder, resolution), resolution)
+
+
+def fit_fronts(fits: dict[str, Path], decoder: TriplaneDecoder, resolution: int = RESOLUTION
+               ) -> dict[str, np.ndarray]:
+    """avatar name → front view of its triplane file (checked against the decoder's hash)."""
+    digest = decoder_hash(decoder)
+    return {n: front_view(load_triplane(path, digest)[0], decoder, resolution) for n, path in sorted(fits.items())}
 
 
 def likeness_report(data: Path, fronts: dict[str, np.ndarray], resolution: int = RESOLUTION) -> dict:
@@ -178,7 +176,7 @@ def write_fit_report(data: Path, out: Path, names: list[str], decoder: TriplaneD
                      limit: int = REPORT_AVATARS) -> dict | None:
     """After a stage-2 run: the colour report of its first `limit` fits (own-closest is among those), written to
     OUT/colour.json; None when the dataset has no portraits to compare with."""
-    names = [n for n in names if (Path(data) / n / "portrait.png").is_file()][:limit]
+    names = [n for n in names if (Path(data) / n / PORTRAIT_FILE).is_file()][:limit]
     if not names:
         return None
     from training.fit.stage2 import triplane_path
@@ -231,8 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = []
         for fits_dir, decoder_dir in zip(args.fits, args.decoder):
             fits = {path.stem: path for path in triplane_files(fits_dir)}
-            decoder = load_decoder(decoder_folder(decoder_dir))
-            fronts = {n: front_view(load_triplane(f, decoder_hash(decoder))[0], decoder) for n, f in fits.items()}
+            fronts = fit_fronts(fits, load_decoder(decoder_folder(decoder_dir)))
             if rows and sorted(fronts) != sorted(rows[0]):
                 raise UserError(f"{fits_dir}: holds other avatars than {args.fits[0]}")
             report = likeness_report(args.data, fronts)

@@ -7,13 +7,12 @@ among those already picked (score Σ 1 / (1 + times the value was picked)), ties
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from engine.errors import UserError
+from training.data.format import ATTRIBUTES_FILE, read_attributes
 
 METHODS = ("first", "cover")
-ATTRIBUTES_FILE = "attributes.json"
 
 
 def cover_features(attributes: dict) -> set[str]:
@@ -29,17 +28,14 @@ def cover_features(attributes: dict) -> set[str]:
     return features
 
 
-def read_attributes(folder: Path) -> dict:
-    path = Path(folder) / ATTRIBUTES_FILE
+def cover_attributes(folder: Path) -> dict:
     if not Path(folder).is_dir():
         raise UserError(f"{folder}: avatar folder missing (run 'rodinhd data check')")
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+    attributes = read_attributes(folder)
+    if attributes is None:
         raise UserError(f"{folder}: no {ATTRIBUTES_FILE} — '--select cover' needs a synthetic dataset "
-                        "(rodinhd synth); use '--select first' for imported data") from None
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path}: cannot read attributes ({exc})") from exc
+                        "(rodinhd synth); use '--select first' for imported data")
+    return attributes
 
 
 def cover_selection(features: list[set[str]], count: int) -> list[int]:
@@ -69,17 +65,17 @@ def choose_avatars(avatars: list[Path], count: int | None, method: str = "first"
         raise UserError(f"--avatars {count}: only {len(avatars)} to choose from")
     if method == "first" or not count:
         return avatars[:count] if count else avatars
-    return [avatars[i] for i in cover_selection([cover_features(read_attributes(a)) for a in avatars], count)]
+    return [avatars[i] for i in cover_selection([cover_features(cover_attributes(a)) for a in avatars], count)]
 
 
 def coverage(avatars: list[Path]) -> dict[str, int]:
     """How many distinct values of each attribute the chosen avatars show (logged by stage 1)."""
     kinds: dict[str, set[str]] = {}
     for folder in avatars:
-        path = Path(folder) / ATTRIBUTES_FILE
-        if not path.is_file():
+        attributes = read_attributes(folder)
+        if attributes is None:
             return {}
-        for feature in cover_features(read_attributes(folder)):
+        for feature in cover_features(attributes):
             key, value = feature.split("=", 1)
             kinds.setdefault(key, set()).add(value)
     return {k: len(v) for k, v in sorted(kinds.items())}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from engine.errors import UserError
 from training.synth import palettes
 from training.synth.attributes import sample_attributes
+from training.text.colours import hair_visible
 
 SCAN_LIMIT = 20_000
 
@@ -22,7 +23,7 @@ def gamut_goals() -> set[str]:
 def shown_colours(seed: int) -> set[str]:
     a = sample_attributes(seed)
     shown = {f"cloth={a.clothing.colour}"} if a.clothing.pattern == "solid" else set()
-    if a.hair.style not in ("bald", "buzz") and a.accessories.hat == "none":
+    if hair_visible({"style": a.hair.style, "hat": a.accessories.hat}):
         shown.add(f"hair={a.hair.colour}")
     return shown
 
