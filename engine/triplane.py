@@ -45,12 +45,42 @@ def sample_triplane(planes: torch.Tensor, points: torch.Tensor, aggregate: Aggre
         planes = planes.clamp(-1.0, 1.0)
     grid = plane_coordinates(points).unsqueeze(1)  # [3, 1, N, 2]
     feats = F.grid_sample(planes, grid.to(planes.dtype), mode="bilinear", padding_mode="zeros", align_corners=True)
-    feats = feats[:, :, 0].transpose(1, 2)  # [3, N, C]
+    return _aggregate(feats[:, :, 0].transpose(1, 2), aggregate)  # from [3, N, C]
+
+
+def _aggregate(feats: torch.Tensor, aggregate: Aggregate) -> torch.Tensor:
+    """Per-plane features [3, N, C] → [N, C] (mean, sum) or [N, 3C] (concat)."""
     if aggregate == "mean":
         return feats.mean(0)
     if aggregate == "sum":
         return feats.sum(0)
-    return feats.permute(1, 0, 2).reshape(points.shape[0], -1)
+    return feats.permute(1, 0, 2).reshape(feats.shape[1], -1)
+
+
+def sample_triplanes(planes: torch.Tensor, points: torch.Tensor, index: torch.Tensor, aggregate: Aggregate = "mean",
+                     clamp: bool = True) -> torch.Tensor:
+    """Like `sample_triplane` for a batch of triplanes `[K, 3, C, R, R]`: point n is looked up in triplane
+    `index[n]`. One grid_sample over all K·3 planes: each triplane's points are padded to the largest count."""
+    if planes.dim() != 5 or planes.shape[1] != 3:
+        raise ValueError(f"planes must be [K, 3, C, R, R], got {list(planes.shape)}")
+    count, channels = planes.shape[0], planes.shape[2]
+    if clamp:
+        planes = planes.clamp(-1.0, 1.0)
+    if not len(points):
+        width = channels * (3 if aggregate == "concat" else 1)
+        return planes.new_zeros(0, width)
+    order = torch.argsort(index, stable=True)
+    ordered = index[order]
+    per_plane = torch.bincount(ordered, minlength=count)
+    position = torch.arange(len(points), device=points.device) - (torch.cumsum(per_plane, 0) - per_plane)[ordered]
+    padded = points.new_zeros(count, int(per_plane.max()), 3)
+    padded[ordered, position] = points[order]
+    grid = plane_coordinates(padded).transpose(0, 1).reshape(count * 3, 1, padded.shape[1], 2)
+    feats = F.grid_sample(planes.reshape(count * 3, channels, *planes.shape[-2:]), grid.to(planes.dtype),
+                          mode="bilinear", padding_mode="zeros", align_corners=True)  # [K·3, C, 1, M]
+    feats = feats.reshape(count, 3, channels, -1).permute(0, 3, 1, 2)[ordered, position]  # [N, 3, C], sorted
+    aggregated = _aggregate(feats.transpose(0, 1), aggregate)
+    return aggregated.new_zeros(aggregated.shape).index_copy(0, order, aggregated)
 
 
 def init_triplane(channels: int, resolution: int, std: float = 0.1, generator: torch.Generator | None = None,

@@ -36,10 +36,7 @@ class OccupancyGrid:
 
     def lookup(self, points: torch.Tensor) -> torch.Tensor:
         """Occupancy of points [..., 3] → bool [...] (outside the box: False)."""
-        g = self.size
-        idx = ((points / self.bound + 1) * 0.5 * g).floor().long()
-        inside = ((idx >= 0) & (idx < g)).all(-1)
-        idx = idx.clamp(0, g - 1)
+        idx, inside = _cells(points, self.size, self.bound)
         return self.occupied[idx[..., 0], idx[..., 1], idx[..., 2]] & inside
 
     def dilate(self, cells: int = 1) -> "OccupancyGrid":
@@ -92,3 +89,29 @@ class OccupancyGrid:
             for chunk in torch.split(torch.arange(len(centres), device=device), 65536):
                 best[chunk] = torch.maximum(best[chunk], density_fn(centres[chunk] + jitter[chunk]))
         return cls((best > threshold).reshape(size, size, size), bound).dilate(1)
+
+
+def _cells(points: torch.Tensor, size: int, bound: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cell indices [..., 3] of points (clamped into the grid) and whether each point lies inside the box."""
+    idx = ((points / bound + 1) * 0.5 * size).floor().long()
+    inside = ((idx >= 0) & (idx < size)).all(-1)
+    return idx.clamp(0, size - 1), inside
+
+
+@dataclass
+class OccupancyStack:
+    """The occupancy grids of several avatars (same size and bound), looked up per point by avatar index."""
+
+    occupied: torch.Tensor  # [K, G, G, G] bool
+    bound: float = 1.0
+
+    @classmethod
+    def of(cls, grids: list[OccupancyGrid]) -> "OccupancyStack":
+        if len({(g.size, g.bound) for g in grids}) != 1:
+            raise ValueError("stacked occupancy grids must share their size and bound")
+        return cls(torch.stack([g.occupied for g in grids]), grids[0].bound)
+
+    def lookup(self, points: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Occupancy of points [..., 3] in the grids `index` (broadcast against points[..., 0]) → bool [...]."""
+        idx, inside = _cells(points, self.occupied.shape[1], self.bound)
+        return self.occupied[index.expand_as(inside), idx[..., 0], idx[..., 1], idx[..., 2]] & inside

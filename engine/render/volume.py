@@ -6,7 +6,7 @@ Everything is differentiable with respect to the triplane and the decoder weight
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Callable, ClassVar
 
 import torch
 
@@ -49,19 +49,36 @@ class RenderOutput:
     evaluated: int = 0  # samples that reached the decoder (the rest were skipped as empty)
 
 
-def _evaluate(planes, decoder: TriplaneDecoder, rays: Rays, t: torch.Tensor, active: torch.Tensor,
-              occupancy: OccupancyGrid | None) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Density [N, S] and colour [N, S, 3] at distances t [N, S]; zero wherever the grid says empty."""
+@dataclass
+class Field:
+    """What the renderer asks of a radiance field: `features(points [n, 3], ray_index [n])` → decoder input
+    [n, F], and optionally `occupied(points [N, S, 3])` → bool [N, S] (samples it may skip as empty).
+
+    One triplane is `triplane_field`; the batched stage-2 fitter renders many avatars' rays in one pass with a
+    field that looks each ray's avatar up.
+    """
+
+    features: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    occupied: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+def triplane_field(planes: torch.Tensor, aggregate: str, occupancy: OccupancyGrid | None = None) -> Field:
+    return Field(lambda points, _rays: sample_triplane(planes, points, aggregate),
+                 occupancy.lookup if occupancy is not None else None)
+
+
+def _evaluate(field: Field, decoder: TriplaneDecoder, rays: Rays, t: torch.Tensor, active: torch.Tensor,
+              ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Density [N, S] and colour [N, S, 3] at distances t [N, S]; zero wherever the field says empty."""
     points = rays.origins[:, None] + rays.directions[:, None] * t[..., None]
     mask = active[:, None].expand_as(t)
-    if occupancy is not None:
-        mask = mask & occupancy.lookup(points)
+    if field.occupied is not None:
+        mask = mask & field.occupied(points)
     idx = mask.nonzero(as_tuple=True)
     sigma = t.new_zeros(t.shape)
     rgb = t.new_zeros(t.shape + (3,))
     if idx[0].numel():
-        feats = sample_triplane(planes, points[idx], decoder.config.aggregate)
-        s, c = decoder(feats, rays.directions[idx[0]])
+        s, c = decoder(field.features(points[idx], idx[0]), rays.directions[idx[0]])
         sigma = sigma.index_put(idx, s)
         rgb = rgb.index_put(idx, c)
     return sigma, rgb, int(idx[0].numel())
@@ -96,18 +113,32 @@ def render_rays(planes: torch.Tensor, decoder: TriplaneDecoder, rays: Rays, conf
                 occupancy: OccupancyGrid | None = None, perturb: bool = False,
                 generator: torch.Generator | None = None) -> RenderOutput:
     """Render `rays` through `planes [3, C, R, R]` → RenderOutput with [N]-shaped results."""
+    return render_field(triplane_field(planes, decoder.config.aggregate, occupancy), decoder, rays, config,
+                        perturb, generator)
+
+
+def stratified_jitter(count: int, config: RenderConfig, generator: torch.Generator | None) -> torch.Tensor:
+    """The random offsets [count, samples] of perturbed stratified sampling (drawn on the CPU, so a seed gives
+    the same samples on every device)."""
+    return torch.rand(count, config.samples, generator=generator, device="cpu")
+
+
+def render_field(field: Field, decoder: TriplaneDecoder, rays: Rays, config: RenderConfig, perturb: bool = False,
+                 generator: torch.Generator | None = None, jitter: torch.Tensor | None = None) -> RenderOutput:
+    """Render `rays` through any `Field`. `jitter` [N, samples]: the stratified offsets when the caller draws
+    them itself (perturb is then implied); otherwise drawn from `generator` when perturbing."""
     near, far, hit = intersect_box(rays, config.bound)
     near, far = torch.where(hit, near, 0.0), torch.where(hit, far, 0.0)
     steps = torch.arange(config.samples, device=near.device, dtype=near.dtype)
-    if perturb:
-        jitter = torch.rand(len(rays), config.samples, generator=generator, device="cpu").to(near.device)
-    else:
-        jitter = torch.full((len(rays), config.samples), 0.5, device=near.device)
-    t = near[:, None] + (far - near)[:, None] * (steps + jitter) / config.samples
-    sigma, rgb, evaluated = _evaluate(planes, decoder, rays, t, hit, occupancy)
+    perturb = perturb or jitter is not None
+    if jitter is None:
+        jitter = (stratified_jitter(len(rays), config, generator) if perturb
+                  else torch.full((len(rays), config.samples), 0.5))
+    t = near[:, None] + (far - near)[:, None] * (steps + jitter.to(near.device)) / config.samples
+    sigma, rgb, evaluated = _evaluate(field, decoder, rays, t, hit)
     if config.importance:
         extra_t = _importance(t, _weights(sigma, t, far), config.importance, perturb, generator)
-        extra_sigma, extra_rgb, n = _evaluate(planes, decoder, rays, extra_t.detach(), hit, occupancy)
+        extra_sigma, extra_rgb, n = _evaluate(field, decoder, rays, extra_t.detach(), hit)
         evaluated += n
         t, order = torch.sort(torch.cat([t, extra_t.detach()], -1), -1)
         sigma = torch.cat([sigma, extra_sigma], -1).gather(-1, order)

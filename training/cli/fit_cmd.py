@@ -53,6 +53,10 @@ def register(subparsers) -> None:
     p.add_argument("--steps", type=int_arg, help="stage 2: steps per avatar")
     p.add_argument("--only", action="append", metavar="AVATAR", help="stage 2: fit only these avatars (repeatable)")
     p.add_argument("--workers", type=int_arg, default=1, help="stage 2: local worker processes")
+    p.add_argument("--batch-avatars", type=int_arg, help="stage 2: avatars fitted at once, their rays decoded in "
+                                                         "one pass (1 = one at a time; default: the config's)")
+    p.add_argument("--warm-start", help="stage 2: start every fit from the mean of these triplanes (a file, or a "
+                                        "folder such as a stage-1 run's triplanes/, fitted with the same decoder)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     add_config_options(p)
     p.set_defaults(handler=run)
@@ -63,8 +67,11 @@ def run(args) -> int:
         raise UserError(f"--avatars must be at least 1 (got {args.avatars})")
     if args.workers < 1:
         raise UserError(f"--workers must be at least 1 (got {args.workers})")
+    if args.stage == 1 and (args.batch_avatars or args.warm_start):
+        raise UserError("--batch-avatars and --warm-start belong to stage 2")
     config = config_from_args(args, mode=args.mode, epochs=args.epochs, inner_steps=args.inner_steps,
-                              stage2_steps=args.steps)
+                              stage2_steps=args.steps, batch_avatars=args.batch_avatars,
+                              stage2_warm_start=args.warm_start)
     if args.stage == 1:
         from training.fit.stage1_run import run_stage1
 

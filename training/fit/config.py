@@ -60,6 +60,20 @@ class FitConfig(ConfigMixin):
     """Stage 2: steps per avatar with the decoder frozen."""
     stage2_final_lr: float = 0.1
     """Stage 2: the triplane lr decays exponentially to this fraction of triplane_lr by the last step (1 = constant)."""
+    stage2_warm_start: str = ""
+    """Stage 2: a triplane file, or a folder of triplanes fitted with the same decoder (e.g. a stage-1 run's
+    triplanes/), whose mean every fit starts from (plus the init noise); empty = noise alone."""
+    batch_avatars: int = 1
+    """Stage 2: avatars fitted at once by one optimizer, their rays decoded in one pass (1 = the per-avatar path).
+    Each avatar keeps its own seed, Adam state and lr schedule, so the batch size does not change a fit."""
+    stage2_plateau_db: float = 0.0
+    """Stage 2, batched: an avatar stops early once its probe PSNR gained less than this over the last
+    `stage2_check_every` steps (0 = always run stage2_steps); its slot takes the next avatar."""
+    stage2_check_every: int = 25
+    """Stage 2, batched: steps between probe PSNR checks. The probe: fixed rays of the avatar's training views,
+    rendered without jitter (the test views stay unseen until the final score)."""
+    stage2_min_steps: int = 50
+    """Stage 2, batched: no early stop before this many steps."""
     eval_views: int = 4
     """Held-out views used for PSNR/SSIM during and after fitting."""
     eval_resolution: int = 64
@@ -72,7 +86,8 @@ class FitConfig(ConfigMixin):
     device: str = "cpu"
     """torch device (cpu, cuda, cuda:1, ...)."""
 
-    RESUME_MAY_CHANGE: ClassVar[tuple[str, ...]] = ("forgetting_avatars",)  # what is logged, not what is fitted
+    # what is logged, and the batch size (a fit does not depend on it), may change on resume
+    RESUME_MAY_CHANGE: ClassVar[tuple[str, ...]] = ("forgetting_avatars", "batch_avatars")
 
     PRESETS: ClassVar[dict] = {
         "tiny": {},
@@ -92,6 +107,12 @@ class FitConfig(ConfigMixin):
             raise ConfigError("triplane_resolution must be ≥ 4 and rays_per_step ≥ 1")
         if min(self.epochs, self.inner_steps, self.stage2_steps, self.fisher_batches) < 1:
             raise ConfigError("epochs, inner_steps, stage2_steps and fisher_batches must be ≥ 1")
+        if self.batch_avatars < 1 or self.stage2_check_every < 1 or self.stage2_min_steps < 0:
+            raise ConfigError("batch_avatars and stage2_check_every must be ≥ 1, stage2_min_steps ≥ 0")
+        if self.stage2_plateau_db < 0:
+            raise ConfigError(f"stage2_plateau_db cannot be negative (got {self.stage2_plateau_db})")
+        if self.stage2_plateau_db and self.batch_avatars == 1:
+            raise ConfigError("early stopping (stage2_plateau_db) belongs to the batched fitter: set batch_avatars ≥ 2")
         if self.forgetting_avatars < 0:
             raise ConfigError(f"forgetting_avatars cannot be negative (got {self.forgetting_avatars})")
         if min(self.tv_weight, self.l1_weight, self.l2_weight, self.iwc_weight) < 0:

@@ -3,6 +3,7 @@ or sharded under torchrun)."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -10,11 +11,12 @@ import torch
 from engine.decoder import load_decoder, save_decoder
 from engine.errors import UserError
 from engine.io import atomic_write_json
+from training.fit.batched import BatchedFit
 from training.fit.colour import summary_line, write_fit_report
 from training.fit.config import FitConfig
 from training.fit.distributed import StopFlag, device_for, init_from_env, shutdown
 from training.fit.stage1_run import select_avatars
-from training.fit.stage2 import collect_results, fit_avatar, frozen, pending_avatars
+from training.fit.stage2 import AvatarResult, collect_results, fit_avatar, frozen, pending_avatars, warm_start
 from training.runs import Run, RunStopped
 from training.worker_pool import spawn_pool
 
@@ -40,6 +42,7 @@ def run_stage2(decoder_source: Path, data: Path, out: Path, config: FitConfig, l
     placement = init_from_env(config.device)
     config = config.replace(device=device_for(placement, config.device))
     decoder = frozen(load_decoder(decoder_folder(decoder_source), config.device))
+    warm = warm_start(config.stage2_warm_start, decoder, config)  # a bad source fails before the run exists
     avatars = select_avatars(data, limit)
     index_of = {a.name: i for i, a in enumerate(avatars)}  # seeds follow the dataset order, whatever --only says
     if only:
@@ -55,15 +58,16 @@ def run_stage2(decoder_source: Path, data: Path, out: Path, config: FitConfig, l
     placement.barrier()
     try:
         if run is None:
-            _fit_sequential(todo, decoder, config, out, index_of, StopFlag(), None)
+            _fit_sequential(todo, decoder, warm, config, out, index_of, StopFlag(), None)
             placement.barrier()  # matches rank 0's barrier before it writes results.json
         else:
             with run.active():
-                run.log(f"stage 2: {len(avatars)} avatars, {len(todo)} for this process, world {placement.world}")
+                run.log(f"stage 2: {len(avatars)} avatars, {len(todo)} for this process, world {placement.world}, "
+                        f"{config.batch_avatars} at once")
                 if workers > 1 and placement.world == 1:
                     _fit_pool(todo, config, out, index_of, workers, run)
                 else:
-                    _fit_sequential(todo, decoder, config, out, index_of, run, run)
+                    _fit_sequential(todo, decoder, warm, config, out, index_of, run, run)
                 placement.barrier()
                 results = collect_results(out)
                 summary = _summary(results, len(avatars))
@@ -89,20 +93,49 @@ def _summary(results: list[dict], total: int) -> dict:
             "per_avatar": results}
 
 
-def _fit_sequential(todo, decoder, config, out, index_of, stop, run: Run | None) -> None:
-    from tqdm import tqdm
-
+def _fit_sequential(todo, decoder, warm, config, out, index_of, stop, run: Run | None) -> None:
     should_stop = lambda: stop.stop_requested if run is not None else stop.set  # noqa: E731
-    for folder in tqdm(todo, unit="avatar", desc="stage 2", disable=run is None):
-        def on_step(step, psnr, name=folder.name):
-            if run is not None and (step + 1) % 25 == 0:
-                run.log_metrics(step + 1, avatar=name, train_psnr=psnr)
-        result = fit_avatar(folder, decoder, config, out, _avatar_seed(config, index_of[folder.name]), on_step,
-                            should_stop)
+    bar = _Bar(len(todo), disable=run is None)
+
+    def done(result) -> None:
         if run is not None:
-            run.log_metrics(config.stage2_steps, avatar=result.avatar, test_psnr=result.psnr, test_ssim=result.ssim,
+            run.log_metrics(result.steps, avatar=result.avatar, test_psnr=result.psnr, test_ssim=result.ssim,
                             seconds=result.seconds)
             run.progress(len(collect_results(out)), len(index_of))
+        bar.add(result)
+
+    if config.batch_avatars > 1:
+        jobs = [(folder, _avatar_seed(config, index_of[folder.name])) for folder in todo]
+        BatchedFit(decoder, config, out, warm).run(jobs, done, should_stop)
+    else:
+        for folder in todo:
+            def on_step(step, psnr, name=folder.name):
+                if run is not None and (step + 1) % 25 == 0:
+                    run.log_metrics(step + 1, avatar=name, train_psnr=psnr)
+            done(fit_avatar(folder, decoder, config, out, _avatar_seed(config, index_of[folder.name]), on_step,
+                            should_stop, warm))
+    bar.close()
+
+
+class _Bar:
+    """tqdm over avatars, showing avatars/hour and the running mean held-out PSNR."""
+
+    def __init__(self, total: int, disable: bool = False) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="avatar", desc="stage 2", disable=disable)
+        self.start, self.count, self.psnr_sum = time.perf_counter(), 0, 0.0
+
+    def add(self, result: AvatarResult) -> None:
+        self.count += 1
+        self.psnr_sum += result.psnr
+        hours = max(time.perf_counter() - self.start, 1e-9) / 3600
+        self.bar.set_postfix(avatars_per_h=f"{self.count / hours:.0f}", psnr=f"{self.psnr_sum / self.count:.2f}",
+                             refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 # ---- local worker processes --------------------------------------------------------------------------------
@@ -112,25 +145,36 @@ _WORKER: dict = {}
 def _init_worker(decoder_dir: str, config_dict: dict, threads: int) -> None:
     torch.set_num_threads(threads)
     config = FitConfig.from_dict(config_dict)
-    _WORKER.update(config=config, decoder=frozen(load_decoder(Path(decoder_dir), config.device)))
+    decoder = frozen(load_decoder(Path(decoder_dir), config.device))
+    _WORKER.update(config=config, decoder=decoder, warm=warm_start(config.stage2_warm_start, decoder, config))
 
 
-def _work(job: tuple[str, str, int]) -> dict:
-    folder, out, seed = job
-    return fit_avatar(Path(folder), _WORKER["decoder"], _WORKER["config"], Path(out), seed).__dict__
+def _work(job: tuple[list[tuple[str, int]], str]) -> list[dict]:
+    """A batch of (folder, seed) fitted together (one at a time when batch_avatars is 1)."""
+    pairs, out = job
+    config, decoder, warm = _WORKER["config"], _WORKER["decoder"], _WORKER["warm"]
+    if config.batch_avatars > 1:
+        results = BatchedFit(decoder, config, Path(out), warm).run([(Path(f), seed) for f, seed in pairs])
+    else:
+        results = [fit_avatar(Path(f), decoder, config, Path(out), seed, warm=warm) for f, seed in pairs]
+    return [r.__dict__ for r in results]
 
 
 def _fit_pool(todo, config, out, index_of, workers, run: Run) -> None:
-    from tqdm import tqdm
-
     threads = max(1, (os.cpu_count() or 1) // workers)
-    jobs = [(str(f), str(out), _avatar_seed(config, index_of[f.name])) for f in todo]
+    pairs = [(str(f), _avatar_seed(config, index_of[f.name])) for f in todo]
+    size = config.batch_avatars
+    jobs = [(pairs[i:i + size], str(out)) for i in range(0, len(pairs), size)]
+    bar = _Bar(len(pairs))
     with spawn_pool(workers, _init_worker, (str(Path(out) / "decoder"), config.to_dict(), threads)) as pool:
-        for result in tqdm(pool.imap_unordered(_work, jobs), total=len(jobs), unit="avatar", desc="stage 2"):
-            run.log_metrics(config.stage2_steps, avatar=result["avatar"], test_psnr=result["psnr"],
-                            test_ssim=result["ssim"], seconds=result["seconds"])
+        for batch in pool.imap_unordered(_work, jobs):
+            for result in batch:
+                run.log_metrics(result["steps"], avatar=result["avatar"], test_psnr=result["psnr"],
+                                test_ssim=result["ssim"], seconds=result["seconds"])
+                bar.add(AvatarResult(**result))
             run.progress(len(collect_results(out)), len(index_of))
             if run.stop_requested:
                 break
+    bar.close()
     if run.stop_requested:  # the pool is gone: only the avatars in flight are lost, finished ones are on disk
         raise RunStopped("stopped by signal")
