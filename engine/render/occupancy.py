@@ -13,6 +13,8 @@ import torch.nn.functional as F
 
 from engine.cameras import focal_from_fov
 
+_VIEWS_AT_ONCE = 8
+
 
 @dataclass
 class OccupancyGrid:
@@ -62,17 +64,26 @@ class OccupancyGrid:
         # a pixel of slack: grow every mask by the footprint of half a cell
         masks = F.max_pool2d((alphas > threshold).float()[:, None], 5, stride=1, padding=2)[:, 0] > 0
         centres = grid.cell_centres()
-        for c2w, mask in zip(c2ws, masks):
-            w2c = torch.linalg.inv(c2w)
-            cam = centres @ w2c[:3, :3].T + w2c[:3, 3]
-            depth = -cam[:, 2]
-            u = (width / 2 + focal * cam[:, 0] / depth).floor().long()
-            v = (height / 2 - focal * cam[:, 1] / depth).floor().long()
+        w2cs = torch.linalg.inv(c2ws)
+        for first in range(0, len(c2ws), _VIEWS_AT_ONCE):  # a few views at a time: one matmul, bounded memory
+            w2c, mask = w2cs[first:first + _VIEWS_AT_ONCE], masks[first:first + _VIEWS_AT_ONCE]
+            cam = torch.einsum("vij,nj->vni", w2c[:, :3, :3], centres) + w2c[:, None, :3, 3]
+            depth = -cam[..., 2]
+            u = (width / 2 + focal * cam[..., 0] / depth).floor().long()
+            v = (height / 2 - focal * cam[..., 1] / depth).floor().long()
             visible = (depth > 0) & (u >= 0) & (u < width) & (v >= 0) & (v < height)
-            hit = torch.ones_like(occupied)
-            hit[visible] = mask[v[visible], u[visible]]
-            occupied &= hit
+            view = torch.arange(len(mask), device=mask.device)[:, None].expand_as(u)
+            seen = mask[view, v.clamp(0, height - 1), u.clamp(0, width - 1)]
+            occupied &= (seen | ~visible).all(0)
         return cls(occupied.reshape(size, size, size), bound).dilate(dilate)
+
+    def bounds(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The box [lo, hi] (each [3], world units) around every occupied cell; None when nothing is occupied."""
+        cells = self.occupied.nonzero()
+        if not len(cells):
+            return None
+        cell = 2.0 * self.bound / self.size
+        return cells.amin(0) * cell - self.bound, (cells.amax(0) + 1) * cell - self.bound
 
     @classmethod
     @torch.no_grad()

@@ -44,9 +44,15 @@ def camera_rays(c2w: torch.Tensor, camera_angle_x: float, width: int, height: in
 
 def intersect_box(rays: Rays, bound: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Entry/exit distances of rays with the cube [-bound, bound]³ → (near [N], far [N], hit [N] bool)."""
+    return intersect_aabb(rays, torch.full((3,), -bound), torch.full((3,), bound))
+
+
+def intersect_aabb(rays: Rays, lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Entry/exit distances of rays with the box [lo, hi] (each [3]) → (near [N], far [N], hit [N] bool)."""
+    lo, hi = lo.to(rays.origins), hi.to(rays.origins)
     inv = 1.0 / torch.where(rays.directions.abs() < 1e-9, torch.full_like(rays.directions, 1e-9), rays.directions)
-    t0 = (-bound - rays.origins) * inv
-    t1 = (bound - rays.origins) * inv
+    t0 = (lo - rays.origins) * inv
+    t1 = (hi - rays.origins) * inv
     near = torch.minimum(t0, t1).amax(-1).clamp(min=0.0)
     far = torch.maximum(t0, t1).amin(-1)
     return near, far, far > near

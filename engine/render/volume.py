@@ -13,7 +13,7 @@ import torch
 from engine.config import ConfigError, ConfigMixin
 from engine.decoder import TriplaneDecoder
 from engine.render.occupancy import OccupancyGrid
-from engine.render.rays import Rays, camera_rays, intersect_box
+from engine.render.rays import Rays, camera_rays, intersect_aabb, intersect_box
 from engine.triplane import sample_triplane
 
 BACKGROUNDS = {"white": (1.0, 1.0, 1.0), "black": (0.0, 0.0, 0.0), "transparent": (0.0, 0.0, 0.0)}
@@ -171,11 +171,17 @@ def render_image(planes: torch.Tensor, decoder: TriplaneDecoder, c2w: torch.Tens
                  ) -> RenderOutput:
     """A whole image, in chunks of `config.chunk` rays → rgb [H, W, 3], alpha [H, W], depth [H, W]."""
     rays = camera_rays(c2w.to(planes.dtype), camera_angle_x, width, height)
-    outputs = [render_rays(planes, decoder, rays[i:i + config.chunk], config, occupancy)
-               for i in range(0, len(rays), config.chunk)]
-    return RenderOutput(
-        torch.cat([o.rgb for o in outputs]).reshape(height, width, 3),
-        torch.cat([o.alpha for o in outputs]).reshape(height, width),
-        torch.cat([o.depth for o in outputs]).reshape(height, width),
-        sum(o.evaluated for o in outputs),
-    )
+    rgb = torch.tensor(BACKGROUNDS[config.background], dtype=planes.dtype, device=planes.device).repeat(len(rays), 1)
+    alpha, depth = rgb.new_zeros(len(rays)), rgb.new_zeros(len(rays))
+    # rays that miss every occupied cell only see the background: skip them (the result is the same)
+    live = torch.arange(len(rays), device=rgb.device)
+    if occupancy is not None:
+        box = occupancy.bounds()
+        live = live[:0] if box is None else intersect_aabb(rays, *box)[2].nonzero()[:, 0]
+    evaluated = 0
+    for chunk in torch.split(live, config.chunk):
+        out = render_rays(planes, decoder, rays[chunk], config, occupancy)
+        rgb[chunk], alpha[chunk], depth[chunk] = out.rgb, out.alpha, out.depth
+        evaluated += out.evaluated
+    return RenderOutput(rgb.reshape(height, width, 3), alpha.reshape(height, width), depth.reshape(height, width),
+                        evaluated)

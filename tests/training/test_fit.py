@@ -247,6 +247,7 @@ def test_stage2_local_workers_fit_the_same_avatars(stage1_run, stage2_run, datas
 LAUNCHER = """
 import os, runpy, sys, time
 import training.fit.distributed as distributed
+import training.fit.batched as batched
 import training.fit.stage2_run as stage2_run
 
 DELAY = float(os.environ.get("TEST_RANK1_DELAY", "0"))
@@ -267,6 +268,14 @@ def fit_avatar(folder, *args, **kwargs):
     return _fit(folder, *args, **kwargs)
 
 stage2_run.fit_avatar = fit_avatar
+_finish = batched.finish_avatar
+
+def finish_avatar(folder, *args, **kwargs):  # the batched fitter's way out
+    with open(os.environ["TEST_FIT_LOG"], "a") as f:
+        f.write(f"{os.environ['RANK']} {folder.name}\\n")
+    return _finish(folder, *args, **kwargs)
+
+batched.finish_avatar = finish_avatar
 runpy.run_module("training.cli.main", run_name="__main__")  # exactly what `python -m training.cli.main` does
 """
 
@@ -400,7 +409,7 @@ def test_stage2_nan_loss_fails_the_run_and_keeps_finished_avatars(stage1_run, da
     out = tmp_path / "run"
     nan_after(monkeypatch, good_calls=3)  # avatar 0 is fine, avatar 1 turns NaN
     with pytest.raises(TrainingDiverged, match="NaN"):
-        run_stage2(stage1_run, dataset, out, tiny_config())
+        run_stage2(stage1_run, dataset, out, tiny_config(batch_avatars=1))  # one avatar at a time
     status = status_of(out)
     assert status["state"] == "failed" and "NaN" in status["reason"]
     digest = decoder_hash(load_decoder(stage1_run / "decoder"))

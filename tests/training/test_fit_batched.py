@@ -135,7 +135,7 @@ def test_early_stop_frees_the_slot_for_the_next_avatar(decoder, dataset, monkeyp
 
 def test_early_stop_needs_the_batched_fitter():
     with pytest.raises(ConfigError, match="batch_avatars"):
-        tiny_config(stage2_plateau_db=0.1)
+        tiny_config(stage2_plateau_db=0.1, batch_avatars=1)
 
 
 def test_warm_start_begins_every_fit_from_the_mean_triplane(decoder, dataset, stage1_run, monkeypatch):
@@ -160,7 +160,7 @@ def batched_run(stage1_run, dataset, tmp_path_factory) -> Path:
 
 def test_batched_cli_writes_the_same_run_as_the_per_avatar_path(batched_run, stage1_run, dataset, tmp_path):
     single = tmp_path / "single"
-    assert cli(stage2_args(stage1_run, dataset, single)) == 0
+    assert cli([*stage2_args(stage1_run, dataset, single), "--batch-avatars", "1"]) == 0
     assert status_of(batched_run)["state"] == "finished"
     results = json.loads((batched_run / "results.json").read_text())
     assert results["fitted"] == 3 and json.loads((batched_run / "config.json").read_text())["config"][
@@ -207,3 +207,16 @@ def test_bad_warm_starts_are_one_line_user_errors(stage1_run, dataset, tmp_path,
     assert not (tmp_path / "b").exists()
     assert cli([*stage1_args(dataset, tmp_path / "c"), "--batch-avatars", "2"]) == 2
     assert "belong to stage 2" in capsys.readouterr().err
+
+
+def test_a_diverging_batched_fit_fails_the_run_and_keeps_no_half_fits(stage1_run, dataset, tmp_path, monkeypatch):
+    from training.fit.stage2_run import run_stage2
+    from training.runs import TrainingDiverged
+
+    monkeypatch.setattr(batched_module, "_segment_mean",
+                        lambda values, index, count: values.new_full((count,), float("nan")))
+    out = tmp_path / "run"
+    with pytest.raises(TrainingDiverged, match="NaN"):
+        run_stage2(stage1_run, dataset, out, tiny_config(batch_avatars=2))
+    assert status_of(out)["state"] == "failed"
+    assert not list(out.glob("triplanes/*.safetensors"))

@@ -85,10 +85,11 @@ class BatchedFit:
     """K slots of avatars fitted together. `run(jobs)` fits (folder, seed) pairs and writes each when done."""
 
     def __init__(self, decoder: TriplaneDecoder, config: FitConfig, out: Path, warm: torch.Tensor | None = None,
-                 probe_count: int = 1024) -> None:
+                 slots: int | None = None, probe_count: int = 1024) -> None:
+        """`slots`: how many avatars at once (default: the config's batch_avatars; fewer when fewer are left)."""
         self.decoder, self.config, self.out, self.warm = decoder, config, Path(out), warm
         self.probe_count = probe_count
-        k, c, r = config.batch_avatars, config.channels, config.triplane_resolution
+        k, c, r = slots or config.batch_avatars, config.channels, config.triplane_resolution
         self.planes = torch.nn.Parameter(torch.zeros(k, 3, c, r, r, device=config.device))
         self.adam = SlotAdam(self.planes)
         self.slots: list[_Slot | None] = [None] * k

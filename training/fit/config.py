@@ -63,9 +63,10 @@ class FitConfig(ConfigMixin):
     stage2_warm_start: str = ""
     """Stage 2: a triplane file, or a folder of triplanes fitted with the same decoder (e.g. a stage-1 run's
     triplanes/), whose mean every fit starts from (plus the init noise); empty = noise alone."""
-    batch_avatars: int = 1
+    batch_avatars: int = 8
     """Stage 2: avatars fitted at once by one optimizer, their rays decoded in one pass (1 = the per-avatar path).
-    Each avatar keeps its own seed, Adam state and lr schedule, so the batch size does not change a fit."""
+    Each avatar keeps its own seed, Adam state and lr schedule, so the batch size does not change a fit. On a
+    2-core CPU 4 and 8 are equally fast (docs/fitting_at_scale.md); a GPU wants more."""
     stage2_plateau_db: float = 0.0
     """Stage 2, batched: an avatar stops early once its probe PSNR gained less than this over the last
     `stage2_check_every` steps (0 = always run stage2_steps); its slot takes the next avatar."""

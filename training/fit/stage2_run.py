@@ -106,7 +106,7 @@ def _fit_sequential(todo, decoder, warm, config, out, index_of, stop, run: Run |
 
     if config.batch_avatars > 1:
         jobs = [(folder, _avatar_seed(config, index_of[folder.name])) for folder in todo]
-        BatchedFit(decoder, config, out, warm).run(jobs, done, should_stop)
+        BatchedFit(decoder, config, out, warm, min(config.batch_avatars, len(jobs) or 1)).run(jobs, done, should_stop)
     else:
         for folder in todo:
             def on_step(step, psnr, name=folder.name):
@@ -154,7 +154,7 @@ def _work(job: tuple[list[tuple[str, int]], str]) -> list[dict]:
     pairs, out = job
     config, decoder, warm = _WORKER["config"], _WORKER["decoder"], _WORKER["warm"]
     if config.batch_avatars > 1:
-        results = BatchedFit(decoder, config, Path(out), warm).run([(Path(f), seed) for f, seed in pairs])
+        results = BatchedFit(decoder, config, Path(out), warm, len(pairs)).run([(Path(f), seed) for f, seed in pairs])
     else:
         results = [fit_avatar(Path(f), decoder, config, Path(out), seed, warm=warm) for f, seed in pairs]
     return [r.__dict__ for r in results]
@@ -163,7 +163,7 @@ def _work(job: tuple[list[tuple[str, int]], str]) -> list[dict]:
 def _fit_pool(todo, config, out, index_of, workers, run: Run) -> None:
     threads = max(1, (os.cpu_count() or 1) // workers)
     pairs = [(str(f), _avatar_seed(config, index_of[f.name])) for f in todo]
-    size = config.batch_avatars
+    size = min(config.batch_avatars, -(-len(pairs) // workers))  # every worker gets a share
     jobs = [(pairs[i:i + size], str(out)) for i in range(0, len(pairs), size)]
     bar = _Bar(len(pairs))
     with spawn_pool(workers, _init_worker, (str(Path(out) / "decoder"), config.to_dict(), threads)) as pool:
