@@ -60,7 +60,7 @@ class SlotAdam:
             self.param[slot].addcdiv_(exp_avg, denom, value=-lr / (1 - beta1 ** n))
 
 
-@dataclass
+@dataclass(eq=False)
 class _Slot:
     """One avatar in flight."""
 
@@ -109,7 +109,7 @@ class BatchedFit:
                 raise RunStopped(f"stopped while fitting {names}")
             self._step()
             for index, slot in enumerate(self.slots):
-                if slot is not None and self._finished(slot):
+                if slot is not None and self._finished(index, slot):
                     done.append(self._finish(index))
                     on_done(done[-1])
 
@@ -132,19 +132,18 @@ class BatchedFit:
         return _Slot(folder, views, occupancy, RaySampler(views, generator), generator,
                      probe_rays(views, self.probe_count), time.perf_counter())
 
-    def _finished(self, slot: _Slot) -> bool:
+    def _finished(self, index: int, slot: _Slot) -> bool:
         config = self.config
         if slot.step >= config.stage2_steps:
             return True
         if not config.stage2_plateau_db or slot.step % config.stage2_check_every:
             return False
-        slot.probe_psnr.append(self._probe(slot))
+        slot.probe_psnr.append(self._probe(index, slot))
         gained = slot.probe_psnr[-1] - slot.probe_psnr[-2] if len(slot.probe_psnr) > 1 else math.inf
         return slot.step >= config.stage2_min_steps and gained < config.stage2_plateau_db
 
     @torch.no_grad()
-    def _probe(self, slot: _Slot) -> float:
-        index = self.slots.index(slot)
+    def _probe(self, index: int, slot: _Slot) -> float:
         rays, target = slot.probe
         rgb = render_rays(self.planes[index], self.decoder, rays, self.config.render, slot.occupancy).rgb
         return -10.0 * math.log10(max(float((rgb - target).pow(2).mean()), 1e-12))
