@@ -26,6 +26,7 @@ from training.fit.config import FitConfig
 from training.fit.data import AvatarViews, RaySampler, load_views
 from training.fit.losses import triplane_regularisers
 from training.fit.stage2 import AvatarResult, finish_avatar, initial_triplane, stage2_lr
+from training.fit.step import empty_points, step_opacity
 from training.runs import LossGuard, RunStopped
 
 PROBE_SEED = 7_919  # the probe rays of an avatar are the same whatever its fitting seed
@@ -200,19 +201,14 @@ class BatchedFit:
         zeros = self.planes.new_zeros(len(self.slots))
         if self.occupied is None or not config.empty_weight:
             return zeros
-        points, owner = [], []
-        for i in active:
-            drawn = (torch.rand(config.empty_points, 3, generator=self.slots[i].generator) * 2 - 1)
-            drawn = drawn.to(self.planes.device) * config.render.bound
-            drawn = drawn[~self.slots[i].occupancy.lookup(drawn)]
-            points.append(drawn)
-            owner.append(torch.full((len(drawn),), i, device=drawn.device, dtype=torch.long))
-        points, owner = torch.cat(points), torch.cat(owner)
+        points = [empty_points(self.slots[i].occupancy, config, self.slots[i].generator, self.planes.device)
+                  for i in active]
+        owner = torch.cat([torch.full((len(p),), i, device=p.device, dtype=torch.long) for i, p in zip(active, points)])
+        points = torch.cat(points)
         if not len(points):
             return zeros
         sigma, _ = self.decoder.density(sample_triplanes(self.planes, points, owner, self.decoder.config.aggregate))
-        opacity = 1.0 - torch.exp(-sigma * (2.0 * config.render.bound / config.render.samples))
-        return _segment_mean(opacity, owner, len(self.slots))
+        return _segment_mean(step_opacity(sigma, config), owner, len(self.slots))
 
 
 def _segment_mean(values: torch.Tensor, index: torch.Tensor, count: int) -> torch.Tensor:

@@ -104,17 +104,30 @@ def _fit_sequential(todo, decoder, warm, config, out, index_of, stop, run: Run |
             run.progress(len(collect_results(out)), len(index_of))
         bar.add(result)
 
-    if config.batch_avatars > 1:
-        jobs = [(folder, _avatar_seed(config, index_of[folder.name])) for folder in todo]
-        BatchedFit(decoder, config, out, warm, min(config.batch_avatars, len(jobs) or 1)).run(jobs, done, should_stop)
-    else:
-        for folder in todo:
-            def on_step(step, psnr, name=folder.name):
-                if run is not None and (step + 1) % 25 == 0:
-                    run.log_metrics(step + 1, avatar=name, train_psnr=psnr)
-            done(fit_avatar(folder, decoder, config, out, _avatar_seed(config, index_of[folder.name]), on_step,
-                            should_stop, warm))
+    def step_logger(name: str):
+        def on_step(step, psnr):
+            if run is not None and (step + 1) % 25 == 0:
+                run.log_metrics(step + 1, avatar=name, train_psnr=psnr)
+        return on_step
+
+    jobs = [(folder, _avatar_seed(config, index_of[folder.name])) for folder in todo]
+    _fit_jobs(jobs, decoder, warm, config, out, done, should_stop, step_logger)
     bar.close()
+
+
+def _fit_jobs(jobs, decoder, warm, config: FitConfig, out: Path, on_done=lambda result: None,
+              should_stop=lambda: False, step_logger=None) -> list[AvatarResult]:
+    """Fit (folder, seed) pairs: together when batch_avatars > 1, else one at a time (`step_logger(name)` gives
+    the per-step callback of the per-avatar path)."""
+    if config.batch_avatars > 1:
+        fit = BatchedFit(decoder, config, out, warm, min(config.batch_avatars, len(jobs) or 1))
+        return fit.run(jobs, on_done, should_stop)
+    results = []
+    for folder, seed in jobs:
+        on_step = step_logger(folder.name) if step_logger else None
+        results.append(fit_avatar(folder, decoder, config, out, seed, on_step, should_stop, warm))
+        on_done(results[-1])
+    return results
 
 
 class _Bar:
@@ -152,11 +165,8 @@ def _init_worker(decoder_dir: str, config_dict: dict, threads: int) -> None:
 def _work(job: tuple[list[tuple[str, int]], str]) -> list[dict]:
     """A batch of (folder, seed) fitted together (one at a time when batch_avatars is 1)."""
     pairs, out = job
-    config, decoder, warm = _WORKER["config"], _WORKER["decoder"], _WORKER["warm"]
-    if config.batch_avatars > 1:
-        results = BatchedFit(decoder, config, Path(out), warm, len(pairs)).run([(Path(f), seed) for f, seed in pairs])
-    else:
-        results = [fit_avatar(Path(f), decoder, config, Path(out), seed, warm=warm) for f, seed in pairs]
+    jobs = [(Path(f), seed) for f, seed in pairs]
+    results = _fit_jobs(jobs, _WORKER["decoder"], _WORKER["warm"], _WORKER["config"], Path(out))
     return [r.__dict__ for r in results]
 
 

@@ -39,14 +39,22 @@ def emptiness_loss(planes, decoder: TriplaneDecoder, occupancy: OccupancyGrid | 
     """
     if occupancy is None or not config.empty_weight:
         return planes.new_zeros(())
-    bound = config.render.bound
-    points = (torch.rand(config.empty_points, 3, generator=generator) * 2 - 1).to(planes.device) * bound
-    points = points[~occupancy.lookup(points)]
+    points = empty_points(occupancy, config, generator, planes.device)
     if not len(points):
         return planes.new_zeros(())
     sigma, _ = decoder.density(sample_triplane(planes, points, decoder.config.aggregate))
-    step = 2.0 * bound / config.render.samples
-    return (1.0 - torch.exp(-sigma * step)).mean()
+    return step_opacity(sigma, config).mean()
+
+
+def empty_points(occupancy: OccupancyGrid, config: FitConfig, generator: torch.Generator, device) -> torch.Tensor:
+    """`empty_points` random points in the bound box (drawn on the CPU), keeping those outside the hull."""
+    points = (torch.rand(config.empty_points, 3, generator=generator) * 2 - 1).to(device) * config.render.bound
+    return points[~occupancy.lookup(points)]
+
+
+def step_opacity(sigma: torch.Tensor, config: FitConfig) -> torch.Tensor:
+    """Opacity of one stratified sample step through density `sigma`."""
+    return 1.0 - torch.exp(-sigma * (2.0 * config.render.bound / config.render.samples))
 
 
 def fit_step(planes: torch.Tensor, decoder: TriplaneDecoder, sampler: RaySampler, occupancy: OccupancyGrid | None,
